@@ -1,0 +1,510 @@
+"""The grounded cooking world: states, valid actions, transitions with special effects, goal test, observation text.
+
+A `World` is built once per problem: every atom gets a bit, every action schema is grounded over type-correct
+tuples of distinct objects (pruned by static preconditions), and every special effect gets an id. A `State` is then
+two hashable values: the atoms as an int bitset, and the registered special effects with their hidden counters
+(cut progress, cook timers), which Robotouille keeps in effect objects and never shows in the observation.
+
+Special-effect semantics follow Robotouille's `backend/state.py` step, as documented in ../shared/docs/domain.md:
+1. apply the action's immediate effects;
+2. for each of its special effects: reuse an equal registered one (same kind, parameter object, effects; counters
+   and conditions ignored) or register it, then give it an *active* update;
+3. give every registered effect a *passive* update and drop the completed ones; as in Robotouille, which removes
+   them from the list it is iterating, the effect right after a completed one misses that pass;
+4. test the goal.
+Repetitive effects (cut) count active updates and fire on the 3rd; delayed ones (cook, fry, fill, boil) count
+passive updates and fire on the 4th (so "Cook, X, X, X" ends cooked); a conditional applies its effects and updates
+its children while its conditions hold, else applies the negation of its own effects and pauses its children.
+Objects that effects create (the water a pot is filled with) exist from the start as dormant meal slots with no
+true atom, so the atom table never changes; a container holds one meal and meals never vanish, so one slot per
+container is enough.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from planner_rl.env.domain import Domain, Literal, SpecialEffect
+from planner_rl.env.problem import GoalLiteral, Obj, Problem
+
+CUT_REPETITIONS = 3  # Robotouille's `goal_repetitions` default (the file's `num_cuts` is not read by the engine)
+DELAY_TICKS = 4  # Robotouille's `goal_time` default: ready at the end of the 3rd step after the trigger
+KEY_PREDICATES = ("loc",)  # valid actions are indexed by the robot's location: one robot stands at one station
+
+
+class State(NamedTuple):
+    atoms: int  # bit i set <=> atom i true
+    effects: tuple[tuple[int, tuple[int, ...]], ...] = ()  # (effect id, per-node counters; -1 = done), in order
+
+
+@dataclass(frozen=True)
+class GroundAction:
+    id: int  # position in the canonical order (schema order, then object order): the valid-action list order
+    schema: str
+    args: tuple[int, ...]  # object indices, in the schema's parameter order
+    text: str
+    pre_pos: int
+    pre_neg: int
+    add: int
+    delete: int
+    sfx: tuple[int, ...]  # ids of the grounded special effects it triggers
+
+
+@dataclass(frozen=True)
+class GroundEffect:
+    kind: str
+    obj: int  # the object bound to the effect's parameter
+    conditions: tuple[tuple[int, bool], ...]  # (atom bit, value)
+    fx: tuple[tuple[int, bool], ...]
+    children: tuple[int, ...]  # ids of child effects
+    size: int  # nodes in this subtree (the length of its counter tuple)
+    # creation only: (kind, parameter the new object binds, effect templates, action bindings)
+    created: tuple[str, str, tuple[tuple[str, tuple[str, ...], bool], ...], dict[str, int]] | None = None
+
+
+class World:
+    """Everything that does not change during an episode of one problem."""
+
+    def __init__(self, problem: Problem, domain: Domain):
+        self.problem, self.domain = problem, domain
+        objects = list(problem.objects)
+        # Dormant meal slots for the objects creation effects make (see module docstring).
+        n_containers = sum(o.type == "container" for o in objects)
+        self.dormant: dict[str, list[int]] = {}
+        for kind, typ in {e.created[:2] for a in domain.actions for e in _walk(a.sfx) if e.created}:
+            have = sum(o.kind == kind for o in objects)
+            for i in range(max(0, n_containers - sum(o.type == typ for o in objects))):
+                self.dormant.setdefault(kind, []).append(len(objects))
+                objects.append(Obj(f"{kind}{have + i + 1}", kind, typ))
+        self.objects = objects
+        self.index = {o.name: i for i, o in enumerate(objects)}
+        self.by_type: dict[str, list[int]] = {}
+        for i, o in enumerate(objects):
+            self.by_type.setdefault(o.type, []).append(i)
+
+        # --- atoms ------------------------------------------------------------------------------------------
+        self.atoms: list[tuple[str, tuple[int, ...]]] = []
+        self.bit: dict[tuple[str, tuple[int, ...]], int] = {}
+        for pred in domain.predicates.values():
+            for args in itertools.product(*(self.by_type.get(t, []) for t in pred.types)):
+                if len(set(args)) == len(args):
+                    self.bit[(pred.name, args)] = len(self.atoms)
+                    self.atoms.append((pred.name, args))
+        init = 0
+        for name, *args in problem.atoms:
+            init |= 1 << self.bit[(name, tuple(self.index[a] for a in args))]
+        self.initial_state = State(init, ())
+        fluent = domain.fluent_predicates()
+
+        # --- ground actions, pruned by static preconditions -----------------------------------------------------
+        self.effects: list[GroundEffect] = []
+        self._effect_ids: dict[tuple, int] = {}
+        self.actions: list[GroundAction] = []
+        for schema in domain.actions:
+            static = [lit for lit in schema.precons if lit.predicate not in fluent]
+            for args in itertools.product(*(self.by_type.get(t, []) for t in schema.param_types)):
+                if len(set(args)) != len(args):
+                    continue
+                bind = dict(zip(schema.params, args, strict=True))
+                if not all(self._holds(init, lit, bind) for lit in static):
+                    continue
+                pos = neg = add = delete = 0
+                for lit in schema.precons:
+                    b = 1 << self.bit[(lit.predicate, tuple(bind[p] for p in lit.params))]
+                    pos, neg = (pos | b, neg) if lit.value else (pos, neg | b)
+                for lit in schema.immediate_fx:
+                    b = 1 << self.bit[(lit.predicate, tuple(bind[p] for p in lit.params))]
+                    add, delete = (add | b, delete) if lit.value else (add, delete | b)
+                names = {p: objects[o].name for p, o in bind.items()}
+                self.actions.append(
+                    GroundAction(
+                        id=len(self.actions),
+                        schema=schema.name,
+                        args=args,
+                        text=schema.template.format(**names),
+                        pre_pos=pos,
+                        pre_neg=neg,
+                        add=add,
+                        delete=delete,
+                        sfx=tuple(self._ground_effect(e, bind) for e in schema.sfx),
+                    )
+                )
+        self.by_text: dict[str, list[int]] = {}
+        for a in self.actions:
+            self.by_text.setdefault(a.text, []).append(a.id)
+        # Index: key atom bit -> actions that need it; actions with no key atom are always checked.
+        self._keyed: dict[int, list[GroundAction]] = {}
+        self._unkeyed: list[GroundAction] = []
+        for a in self.actions:
+            schema = next(s for s in domain.actions if s.name == a.schema)
+            bind = dict(zip(schema.params, a.args, strict=True))
+            key = next((lit for lit in schema.precons if lit.value and lit.predicate in KEY_PREDICATES), None)
+            if key is None:
+                self._unkeyed.append(a)
+            else:
+                bit = self.bit[(key.predicate, tuple(bind[p] for p in key.params))]
+                self._keyed.setdefault(bit, []).append(a)
+        self._keys = sorted(self._keyed)
+
+        self._goal = _GoalMatcher(problem.goal, problem.var_kinds, self)
+        self._render_lines = self._observation_lines()
+        self._symmetry = _Symmetry(self)
+
+    def canonical(self, state: State):
+        """A key equal for states that differ only by renaming interchangeable objects (see `_Symmetry`)."""
+        return self._symmetry.key(state)
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _holds(self, atoms: int, lit: Literal, bind: dict[str, int]) -> bool:
+        bit = self.bit.get((lit.predicate, tuple(bind[p] for p in lit.params)))
+        return (bit is not None and bool(atoms >> bit & 1)) == lit.value
+
+    def _ground_effect(self, e: SpecialEffect, bind: dict[str, int]) -> int:
+        def ground(lits: tuple[Literal, ...]) -> tuple[tuple[int, bool], ...]:
+            return tuple((self.bit[(lit.predicate, tuple(bind[p] for p in lit.params))], lit.value) for lit in lits)
+
+        children = tuple(self._ground_effect(c, bind) for c in e.children)
+        created = None
+        if e.created:
+            fx_templates = tuple((lit.predicate, lit.params, lit.value) for lit in e.fx)
+            created = (e.created[0], e.created[2], fx_templates, {**bind})
+            fx: tuple = ()
+        else:
+            fx = ground(e.fx)
+        # Robotouille's equality: kind, parameter object and effects; conditions and counters are ignored.
+        key = (e.kind, bind[e.param], fx, children, e.created)
+        if key not in self._effect_ids:
+            size = 1 + sum(self.effects[c].size for c in children)
+            self._effect_ids[key] = len(self.effects)
+            self.effects.append(GroundEffect(e.kind, bind[e.param], ground(e.conditions), fx, children, size, created))
+        return self._effect_ids[key]
+
+    # --- queries ------------------------------------------------------------------------------------------------
+    def holds(self, state: State, predicate: str, *names: str) -> bool:
+        """Whether an atom is true, by object names: `world.holds(s, "item_on", "bread1", "table2")`."""
+        bit = self.bit.get((predicate, tuple(self.index[n] for n in names)))
+        return bit is not None and bool(state.atoms >> bit & 1)
+
+    def true_atoms(self, state: State) -> list[tuple[str, ...]]:
+        return [
+            (name, *(self.objects[a].name for a in args))
+            for i, (name, args) in enumerate(self.atoms)
+            if state.atoms >> i & 1
+        ]
+
+    def valid_actions(self, state: State) -> list[GroundAction]:
+        """Valid ground actions at `state`, in Robotouille's listing order."""
+        atoms, out = state.atoms, []
+        for key in self._keys:
+            if atoms >> key & 1:
+                out.extend(a for a in self._keyed[key] if atoms & a.pre_pos == a.pre_pos and not atoms & a.pre_neg)
+        out.extend(a for a in self._unkeyed if atoms & a.pre_pos == a.pre_pos and not atoms & a.pre_neg)
+        out.sort(key=lambda a: a.id)
+        return out
+
+    def is_valid(self, state: State, action: GroundAction) -> bool:
+        return state.atoms & action.pre_pos == action.pre_pos and not state.atoms & action.pre_neg
+
+    def is_goal(self, state: State) -> bool:
+        return self._goal.match(state.atoms) is not None
+
+    def goal_assignment(self, state: State) -> dict[str, str] | None:
+        """One assignment of goal variables to object names that satisfies the goal, or None."""
+        found = self._goal.match(state.atoms)
+        return None if found is None else {v: self.objects[o].name for v, o in found.items()}
+
+    def cut_progress(self, state: State) -> dict[str, int]:
+        """Cuts counted so far towards the next `iscut`, per item (hidden from the observation)."""
+        return {
+            self.objects[self.effects[eid].obj].name: counters[0]
+            for eid, counters in state.effects
+            if self.effects[eid].kind == "repetitive" and counters[0] > 0
+        }
+
+    # --- transition -----------------------------------------------------------------------------------------
+    def step(self, state: State, action: GroundAction) -> State:
+        """The next state; the caller checks validity (`is_valid`)."""
+        atoms = (state.atoms & ~action.delete) | action.add
+        if not action.sfx and not state.effects:
+            return State(atoms, ())
+        effects = list(state.effects)
+        for eid in action.sfx:
+            at = next((k for k, (e, _) in enumerate(effects) if e == eid), None)
+            if at is None:
+                effects.append((eid, (0,) * self.effects[eid].size))
+                at = len(effects) - 1
+            counters = list(effects[at][1])
+            atoms, _ = self._update(eid, counters, 0, atoms, active=True)
+            effects[at] = (eid, tuple(counters))
+        kept, skip = [], False
+        for eid, counters in effects:
+            if skip:  # Robotouille removes completed effects from the list it iterates: this one misses a pass
+                kept.append((eid, counters))
+                skip = False
+                continue
+            c = list(counters)
+            atoms, done = self._update(eid, c, 0, atoms, active=False)
+            if done:
+                skip = True
+            else:
+                kept.append((eid, tuple(c)))
+        return State(atoms, tuple(kept))
+
+    def _apply(self, atoms: int, fx: tuple[tuple[int, bool], ...], negate: bool = False) -> int:
+        for bit, value in fx:
+            atoms = atoms | (1 << bit) if value != negate else atoms & ~(1 << bit)
+        return atoms
+
+    def _children(self, e: GroundEffect, counters: list[int], at: int, atoms: int, active: bool) -> tuple[int, bool]:
+        done, off = True, at + 1
+        for child in e.children:
+            atoms, child_done = self._update(child, counters, off, atoms, active)
+            done &= child_done
+            off += self.effects[child].size
+        return atoms, done
+
+    def _update(self, eid: int, counters: list[int], at: int, atoms: int, active: bool) -> tuple[int, bool]:
+        """One update of effect `eid`, whose counters start at `counters[at]`; returns (atoms, completed)."""
+        e = self.effects[eid]
+        if counters[at] == -1:
+            return atoms, True
+        if e.kind == "conditional":
+            if not all(bool(atoms >> bit & 1) == value for bit, value in e.conditions):
+                return self._apply(atoms, e.fx, negate=True), False  # paused: children not updated
+            atoms = self._apply(atoms, e.fx)
+            atoms, done = self._children(e, counters, at, atoms, active)
+        elif e.kind in ("repetitive", "delayed"):
+            goal = CUT_REPETITIONS if e.kind == "repetitive" else DELAY_TICKS
+            counts = active if e.kind == "repetitive" else not active
+            if counters[at] < goal:
+                if not counts:
+                    return atoms, False
+                counters[at] += 1
+                if counters[at] < goal:
+                    return atoms, False
+                atoms = self._apply(atoms, e.fx)
+            atoms, done = self._children(e, counters, at, atoms, active)
+        elif e.kind == "creation":
+            kind, param, templates, bind = e.created
+            slot = next((m for m in self.dormant.get(kind, []) if not atoms >> self.bit[(f"is{kind}", (m,))] & 1), None)
+            if slot is None:
+                raise RuntimeError(f"no free {kind} slot to create")  # cannot happen: one slot per container
+            bind = {**bind, param: slot}
+            for pred, params, value in templates:
+                bit = self.bit[(pred, tuple(bind[p] for p in params))]
+                atoms = atoms | (1 << bit) if value else atoms & ~(1 << bit)
+            done = True
+        else:
+            raise ValueError(f"unknown special effect kind {e.kind!r}")
+        if done:
+            counters[at] = -1
+        return atoms, done
+
+    # --- text -------------------------------------------------------------------------------------------------
+    def _observation_lines(self) -> list[tuple[int, str, list[tuple[int, str]]]]:
+        """Per object: (object index, header, [(atom bit, line)]) in Robotouille's order."""
+        out = []
+        for i, obj in enumerate(self.objects):
+            lines = []
+            for bit, (name, args) in enumerate(self.atoms):
+                if i not in args:
+                    continue
+                pred = self.domain.predicates[name]
+                pos = args.index(i)
+                other = max((a for k, a in enumerate(args) if k != pos), default=-1)
+                text = pred.descriptors[pos].format(*(self.objects[a].name for a in args))
+                lines.append(((pred.order, other, pos), bit, text))
+            lines.sort(key=lambda t: t[0])
+            out.append((i, f"{obj.type.capitalize()} {obj.name}:", [(bit, text) for _, bit, text in lines]))
+        return out
+
+    def describe_state(self, state: State) -> str:
+        """The object blocks of Robotouille's observation (true predicates only)."""
+        blocks = []
+        for _, header, lines in self._render_lines:
+            shown = [text for bit, text in lines if state.atoms >> bit & 1]
+            if shown:  # only dormant (not yet created) meal slots have no true atom
+                blocks.append("\n".join([header, *shown]))
+        return "\n\n".join(blocks)
+
+    def observation(self, state: State, valid: list[GroundAction] | None = None) -> str:
+        """Robotouille's observation string: object blocks, `Valid Actions:`, `Goal:`."""
+        valid = self.valid_actions(state) if valid is None else valid
+        actions = "\n".join(a.text for a in valid)
+        return f"{self.describe_state(state)}\n\nValid Actions:\n{actions}\n\nGoal: {self.problem.goal_description}"
+
+
+def _walk(effects: tuple[SpecialEffect, ...]):
+    for e in effects:
+        yield e
+        yield from _walk(e.children)
+
+
+class _GoalMatcher:
+    """Is there an injective assignment of goal variables to objects making every literal true?
+
+    Backtracking over variables (most constrained first), checking each literal as soon as its variables are bound;
+    assignments are never enumerated up front (task 7's goal has 2,880 of them).
+    """
+
+    def __init__(self, goal: list[GoalLiteral], var_kinds: dict[str, str], world: World):
+        self.world = world
+        candidates: dict[str, list[int]] = {}
+        for var, kind in var_kinds.items():
+            if var.startswith("@"):
+                candidates[var] = [i for i, o in enumerate(world.objects) if o.uid == var[1:]]
+            else:
+                candidates[var] = [
+                    i for i, o in enumerate(world.objects) if o.kind == kind or (o.type == kind and kind != o.kind)
+                ]
+        # Order: variables in the most literals first, then by fewest candidates; each literal checked at the
+        # depth where its last variable is bound.
+        order: list[str] = []
+        remaining = set(var_kinds)
+        while remaining:
+
+            def score(v: str) -> tuple:
+                bound = set(order) | {v}
+                ready = sum(1 for lit in goal if v in lit.args and set(lit.args) <= bound)
+                return (-ready, len(candidates[v]), v)
+
+            best = min(remaining, key=score)
+            order.append(best)
+            remaining.remove(best)
+        self.order = order
+        self.candidates = [candidates[v] for v in order]
+        depth = {v: k for k, v in enumerate(order)}
+        self.checks: list[list[tuple[str, tuple[int, ...]]]] = [[] for _ in order]
+        for lit in goal:
+            d = max(depth[a] for a in lit.args)
+            self.checks[d].append((lit.predicate, tuple(depth[a] for a in lit.args)))
+
+    def match(self, atoms: int) -> dict[str, int] | None:
+        bit, chosen = self.world.bit, []
+        n = len(self.order)
+
+        def search(d: int) -> bool:
+            if d == n:
+                return True
+            for obj in self.candidates[d]:
+                if obj in chosen:
+                    continue
+                chosen.append(obj)
+                ok = True
+                for pred, slots in self.checks[d]:
+                    b = bit.get((pred, tuple(chosen[s] for s in slots)))
+                    if b is None or not atoms >> b & 1:
+                        ok = False
+                        break
+                if ok and search(d + 1):
+                    return True
+                chosen.pop()
+            return False
+
+        return dict(zip(self.order, chosen, strict=True)) if search(0) else None
+
+
+class _Symmetry:
+    """Canonical keys of states up to renaming interchangeable objects, so search visits one state per class.
+
+    The domain's rules and the goal (an existential over objects of given kinds) only look at kinds and predicates,
+    never at names, so two states that differ by a renaming of same-kind objects with the same static properties
+    have the same cost-to-go. With one robot and no containers or meals, a state is a set of stacks on stations plus
+    the held item: the key describes each station by (kind, robot here, its stack bottom to top), each item by (kind,
+    its true one-argument atoms, its special effects and their counters), and sorts the station descriptions.
+    Stations that a registered effect refers to (a stove cooking an item) and objects a goal names by string id keep
+    their identity. Two states with the same key are isomorphic; in other problems the key is the state itself.
+    """
+
+    def __init__(self, world: World):
+        w = self.world = world
+        items, stations = w.by_type.get("item", []), w.by_type.get("station", [])
+        players = w.by_type.get("player", [])
+        self.enabled = len(players) == 1 and not w.by_type.get("container") and not w.by_type.get("meal")
+        if not self.enabled:
+            return
+        p = players[0]
+        pinned_uids = {v[1:] for v in w.problem.var_kinds if v.startswith("@")}
+        self.pinned = {i for i, o in enumerate(w.objects) if o.uid is not None and o.uid in pinned_uids}
+        self.items, self.stations = items, stations
+        # Where an item is: one of item_on(i, s), atop(i, j), has_item(p, i); bit -> ("s", s) / ("i", j) / ("h",).
+        self.support: dict[int, tuple[str, int]] = {}
+        self.where_mask: dict[int, int] = {}
+        for i in items:
+            m = 0
+            for s in stations:
+                b = w.bit[("item_on", (i, s))]
+                self.support[b], m = ("s", s), m | 1 << b
+            for j in items:
+                if j != i:
+                    b = w.bit[("atop", (i, j))]
+                    self.support[b], m = ("i", j), m | 1 << b
+            b = w.bit[("has_item", (p, i))]
+            self.support[b], m = ("h", p), m | 1 << b
+            self.where_mask[i] = m
+        self.loc = [(w.bit[("loc", (p, s))], s) for s in stations]
+        unary = [(name, args[0], bit) for bit, (name, args) in enumerate(w.atoms) if len(args) == 1]
+        self.unary_mask = {i: sum(1 << b for name, o, b in unary if o == i) for i in items}
+        self.unary_names = {i: [(b, name) for name, o, b in unary if o == i] for i in items}
+        self._unary_cache: dict[tuple[int, int], tuple[str, ...]] = {}
+        self.station_kind = {s: w.objects[s].kind if s not in self.pinned else (w.objects[s].kind, s) for s in stations}
+        # Per effect: its shape with the parameter object abstracted, and the stations it refers to.
+        self.effect_shape: dict[int, tuple] = {}
+        self.effect_pins: dict[int, frozenset[int]] = {}
+        station_set = set(stations)
+        for eid, e in enumerate(w.effects):
+            refs = set()
+            for bit, _ in (*e.conditions, *e.fx):
+                refs.update(w.atoms[bit][1])
+            shape = (e.kind, tuple((w.atoms[b][0], v) for b, v in (*e.conditions, *e.fx)))
+            shape += tuple(self.effect_shape[c] for c in e.children)  # children are registered first
+            pins = frozenset(r for r in refs if r in station_set).union(*(self.effect_pins[c] for c in e.children))
+            self.effect_shape[eid] = (*shape, tuple(sorted(pins)))
+            self.effect_pins[eid] = pins
+
+    def _item(self, atoms: int, i: int, fx: dict[int, list]) -> tuple:
+        u = atoms & self.unary_mask[i]
+        names = self._unary_cache.get((i, u))
+        if names is None:
+            names = self._unary_cache[(i, u)] = tuple(n for b, n in self.unary_names[i] if u >> b & 1)
+        own = tuple(sorted(fx[i])) if i in fx else ()
+        return (names, own, i) if i in self.pinned else (names, own)
+
+    def key(self, state: State):
+        if not self.enabled:
+            return state
+        atoms = state.atoms
+        fx: dict[int, list] = {}
+        pins: set[int] = set()
+        for eid, counters in state.effects:
+            obj = self.world.effects[eid].obj
+            fx.setdefault(obj, []).append((self.effect_shape[eid], counters))
+            pins |= self.effect_pins[eid]
+        bottom: dict[int, int] = {}
+        above: dict[int, int] = {}
+        held = None
+        for i in self.items:
+            m = atoms & self.where_mask[i]
+            if not m:
+                return state  # an item out of play (cannot happen without containers): no reduction
+            kind, sup = self.support[m.bit_length() - 1]
+            if kind == "s":
+                bottom[sup] = i
+            elif kind == "i":
+                above[sup] = i
+            else:
+                held = i
+        robot = next(s for b, s in self.loc if atoms >> b & 1)
+        free, fixed = [], []
+        for s in self.stations:
+            stack, i = [], bottom.get(s)
+            while i is not None:
+                stack.append(self._item(atoms, i, fx))
+                i = above.get(i)
+            desc = (self.station_kind[s], s == robot, tuple(stack))
+            (fixed if s in pins else free).append((s, desc) if s in pins else desc)
+        free.sort()
+        held_desc = None if held is None else self._item(atoms, held, fx)
+        return (held_desc, tuple(free), tuple(fixed))
