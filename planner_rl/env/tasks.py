@@ -80,3 +80,88 @@ def load_problem(task: str | int | Path, seed: int | None = None) -> Problem:
 
         raw = randomize_layout(raw, seed, source=str(path))
     return build_problem(raw, load_domain(), source=str(path) if seed is None else f"{path} (seed {seed})")
+
+
+# --- subtask relations ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dish:
+    """One goal station's recipe: what is directly on the station, what is in between, what is on top."""
+
+    base: str  # kind of the item directly on the station ("bread", "bottombun")
+    middle: tuple[tuple[str, tuple[str, ...]], ...]  # sorted (kind, sorted required properties) of the fillings
+    top: str | None  # kind of the item on top, if the goal puts one there
+
+    def contains(self, other: Dish) -> bool:
+        """Whether making this dish makes `other` on the way: same bread/buns, a superset of its fillings."""
+        if (self.base, self.top) != (other.base, other.top):
+            return False
+        need = list(other.middle)
+        for m in self.middle:
+            if m in need:
+                need.remove(m)
+        return not need
+
+
+def dishes(problem: Problem) -> tuple[Dish, ...]:
+    """The dishes a goal asks for, one per goal station, read off its literals (strict chains and bags alike)."""
+    kinds, goal = problem.var_kinds, problem.goal
+    station_of: dict[str, str] = {}
+    below: dict[str, str] = {}
+    base: dict[str, str] = {}
+    props: dict[str, list[str]] = {}
+    clear = set()
+    for lit in goal:
+        a = lit.args
+        if lit.predicate == "item_on":
+            base[a[1]] = a[0]
+            station_of[a[0]] = a[1]
+        elif lit.predicate == "item_at":
+            station_of[a[0]] = a[1]
+        elif lit.predicate == "atop":
+            below[a[0]] = a[1]
+        elif lit.predicate == "clear":
+            clear.add(a[0])
+        elif len(a) == 1:
+            props.setdefault(a[0], []).append(lit.predicate)
+
+    def station(v: str, seen: tuple = ()) -> str | None:
+        if v in station_of:
+            return station_of[v]
+        return station(below[v], (*seen, v)) if v in below and v not in seen else None
+
+    out = []
+    for st, b in sorted(base.items()):
+        members = [v for v in kinds if v != b and station(v) == st and kinds[v] not in ("table", "station")]
+        on_top = {v for v in members if v in clear} or {v for v in members if v not in below.values()}
+        top = min(on_top) if on_top and len(members) > 1 else None
+        middle = sorted((kinds[v], tuple(sorted(props.get(v, [])))) for v in members if v != top)
+        out.append(Dish(kinds[b], tuple(middle), kinds[top] if top else None))
+    return tuple(out)
+
+
+def contains(big: Problem, small: Problem) -> bool:
+    """Whether every dish of `small` is made on the way to `big` (distinct dishes of `big` for distinct ones)."""
+    need, have = list(dishes(small)), list(dishes(big))
+
+    def match(k: int, free: list[Dish]) -> bool:
+        if k == len(need):
+            return True
+        return any(d.contains(need[k]) and match(k + 1, free[:j] + free[j + 1 :]) for j, d in enumerate(free))
+
+    return match(0, have)
+
+
+@cache
+def subtask_pairs() -> tuple[tuple[str, str], ...]:
+    """(small, big) task-name pairs of the synchronous set where `small`'s goal is made on the way to `big`'s."""
+    problems = {t.name: load_problem(t.name) for t in synchronous_tasks()}
+    return tuple((a, b) for a in problems for b in problems if a != b and contains(problems[b], problems[a]))
+
+
+def subtasks_of(name: str) -> list[str]:
+    return [a for a, b in subtask_pairs() if b == get_task(name).name]
+
+
+def family(name: str) -> tuple[str, ...]:
+    """The kinds of dish a task makes, by their base ("bread" = sandwiches, "bottombun" = burgers)."""
+    return tuple(sorted({d.base for d in dishes(load_problem(get_task(name).name))}))
