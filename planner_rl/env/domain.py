@@ -8,6 +8,7 @@ Robotouille's own file). What the JSON does not hold (the entity kinds of each o
 from __future__ import annotations
 
 import json
+import string
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -89,11 +90,12 @@ class Domain:
 
 
 def _field(obj: dict, key: str, where: str, src: str, typ: type | tuple[type, ...] = object):
+    label = f"{where}.{key}" if where else key
     if not isinstance(obj, dict) or key not in obj:
-        raise DomainError(f"{src}: missing field '{where}.{key}'")
+        raise DomainError(f"{src}: missing field '{label}'")
     value = obj[key]
     if not isinstance(value, typ):
-        raise DomainError(f"{src}: field '{where}.{key}' has type {type(value).__name__}")
+        raise DomainError(f"{src}: field '{label}' has type {type(value).__name__}")
     return value
 
 
@@ -176,7 +178,10 @@ def load_domain(path: str | Path | None = None) -> Domain:
         text = resources.files("planner_rl").joinpath("assets/robotouille/domain/robotouille.json").read_text()
     else:
         src = str(path)
-        text = Path(path).read_text()
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise DomainError(f"{src}: cannot read the domain file ({e.strerror})") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
@@ -202,6 +207,10 @@ def load_domain(path: str | Path | None = None) -> Domain:
         sfx = _special_effects(_field(a, "sfx", w, src, list), f"{w}.sfx", src, predicates)
         types = _param_types(precons, fx, sfx, predicates, w, src)
         params = tuple(types)  # dicts keep first-appearance order
+        template = _field(a, "language_description", w, src, str)
+        unknown = {f for _, f, _, _ in string.Formatter().parse(template) if f} - set(params)
+        if unknown:
+            raise DomainError(f"{src}: field '{w}.language_description' names unknown parameters {sorted(unknown)}")
         actions.append(
             ActionSchema(
                 name=_field(a, "name", w, src, str),
@@ -210,7 +219,7 @@ def load_domain(path: str | Path | None = None) -> Domain:
                 precons=precons,
                 immediate_fx=fx,
                 sfx=sfx,
-                template=_field(a, "language_description", w, src, str),
+                template=template,
             )
         )
     object_types = tuple(_field(raw, "object_types", "", src, list))

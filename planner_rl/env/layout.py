@@ -1,15 +1,15 @@
 """Seeded procedural layouts: the same distribution as Robotouille's `randomize_environment`, not its instances.
 
 Given a problem file and a seed, `randomize_layout` returns a new problem dict in which:
-- 1 to `MAX_EXTRA_STATIONS` extra stations of random kind (table, board, stove, fryer, sink) are added, and up to as
-  many extra distractor items of random kind (a random patty or chicken `iscookable`, a random lettuce, onion or
+- 1 to `MAX_EXTRA_STATIONS` extra stations of random kind (table, board, stove, fryer, sink) are added (more if the
+  items would not fit one per station), and up to as many extra distractor items as there are stations left of random kind (a random patty or chicken `iscookable`, a random lettuce, onion or
   tomato `iscuttable`, as Robotouille's generator does);
 - every station, item and the robot get random positions: stations on distinct tiles, every item alone on a station
   at stack-level 0 (original stacks are broken up) or, at most one, in the robot's hand;
 - the robot stands on a floor tile next to a station and faces it;
 - every station can be reached: some floor tile next to it is connected to the robot's tile over free floor tiles.
-A draw that breaks a rule is redrawn from the next seed (Robotouille retries with seed + 1 on failure too); the
-grid grows by one row and column when a problem does not fit. The goal, goal description and the items' own
+A draw that breaks a rule is redrawn (Robotouille retries with seed + 1; we draw retries from the string seed
+"<seed>/<attempt>" so that neighbouring seeds never collapse onto one layout); the grid grows by one row and column when a problem does not fit. The goal, goal description and the items' own
 `predicates` (e.g. `iscooked`) are kept. Everything is drawn from one `random.Random(seed)`, so a seed always gives the
 same layout.
 """
@@ -45,7 +45,7 @@ def randomize_layout(raw: dict, seed: int, source: str = "<problem>") -> dict:
     attempt = 0
     while True:
         for _ in range(ATTEMPTS_PER_GRID):
-            out = _draw(raw, random.Random(seed + attempt), width, height)
+            out = _draw(raw, random.Random(seed if attempt == 0 else f"{seed}/{attempt}"), width, height)
             attempt += 1
             if out is not None:
                 return out
@@ -55,9 +55,10 @@ def randomize_layout(raw: dict, seed: int, source: str = "<problem>") -> dict:
 def _draw(raw: dict, rng: random.Random, width: int, height: int) -> dict | None:
     stations = [{k: v for k, v in s.items() if k not in ("x", "y")} for s in raw["stations"]]
     items = [{k: v for k, v in i.items() if k not in ("x", "y", "stack-level")} for i in raw["items"]]
-    n_extra = rng.randint(1, MAX_EXTRA_STATIONS)
+    # Enough extra stations for every original item to stand alone, then distractors only where stations are left.
+    n_extra = rng.randint(max(1, len(items) - len(stations)), max(MAX_EXTRA_STATIONS, len(items) - len(stations)))
     stations += [{"name": rng.choice(EXTRA_STATION_KINDS)} for _ in range(n_extra)]
-    for _ in range(rng.randint(0, n_extra)):
+    for _ in range(rng.randint(0, min(n_extra, len(stations) - len(items)))):
         kind = rng.choice(EXTRA_ITEM_KINDS)
         items.append({"name": kind, **({"predicates": list(p)} if (p := EXTRA_ITEM_PREDICATES.get(kind)) else {})})
     held = rng.random() < HELD_PROBABILITY
