@@ -2,16 +2,17 @@
 
 Given a problem file and a seed, `randomize_layout` returns a new problem dict in which:
 - 1 to `MAX_EXTRA_STATIONS` extra stations of random kind (table, board, stove, fryer, sink) are added (more if the
-  items would not fit one per station), and up to as many extra distractor items as there are stations left of random kind (a random patty or chicken `iscookable`, a random lettuce, onion or
-  tomato `iscuttable`, as Robotouille's generator does);
+  items would not fit one per station), and up to as many extra distractor items of random kind as there are
+  stations left (a random patty or chicken `iscookable`, a random lettuce, onion or tomato `iscuttable`, as
+  Robotouille's generator does);
 - every station, item and the robot get random positions: stations on distinct tiles, every item alone on a station
   at stack-level 0 (original stacks are broken up) or, at most one, in the robot's hand;
 - the robot stands on a floor tile next to a station and faces it;
 - every station can be reached: some floor tile next to it is connected to the robot's tile over free floor tiles.
 A draw that breaks a rule is redrawn (Robotouille retries with seed + 1; we draw retries from the string seed
-"<seed>/<attempt>" so that neighbouring seeds never collapse onto one layout); the grid grows by one row and column when a problem does not fit. The goal, goal description and the items' own
-`predicates` (e.g. `iscooked`) are kept. Everything is drawn from one `random.Random(seed)`, so a seed always gives the
-same layout.
+"<seed>/<attempt>" so that neighbouring seeds never collapse onto one layout); the grid grows by one row and column
+when a problem does not fit. The goal, goal description and the items' own `predicates` (e.g. `iscooked`) are kept.
+A seed always gives the same layout.
 """
 
 from __future__ import annotations
