@@ -5,10 +5,8 @@ import pytest
 from planner_rl.env.planner import solve
 from planner_rl.env.tasks import FILE_LAYOUT_OPTIMA
 
-FAST_TASKS = range(7)  # 7-9 are in the slow set until the heuristic is stronger
 
-
-@pytest.mark.parametrize("task", FAST_TASKS)
+@pytest.mark.parametrize("task", range(10))
 def test_file_layout_optimum_and_plan(make_world, task):
     world = make_world(task)
     sol = solve(world)

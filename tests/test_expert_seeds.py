@@ -10,7 +10,6 @@ from planner_rl.env.tasks import load_problem, synchronous_tasks
 from planner_rl.env.world import World
 
 SEEDS = range(20)
-SLOW_TASKS = {7, 8, 9}  # minutes each until the heuristic is stronger: run with `make test-all`
 
 
 def _replay(task: str, seed: int | None) -> list[str]:
@@ -29,10 +28,7 @@ def _replay(task: str, seed: int | None) -> list[str]:
     return sol.texts
 
 
-@pytest.mark.parametrize(
-    "task",
-    [pytest.param(t.name, marks=[pytest.mark.slow] if t.number in SLOW_TASKS else []) for t in synchronous_tasks()],
-)
+@pytest.mark.parametrize("task", [t.name for t in synchronous_tasks()])
 def test_expert_plans_replay_on_seeded_layouts(task):
     plans = {seed: _replay(task, seed) for seed in SEEDS}
     assert len({tuple(p) for p in plans.values()}) > 1  # the layouts differ

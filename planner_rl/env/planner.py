@@ -1,14 +1,22 @@
-"""Optimal planning in the cooking world: A* with an admissible heuristic, and the DAG of all optimal plans.
-
-`solve` runs A* (ties broken towards deeper nodes), and once the first goal is popped at cost L keeps expanding
-every node with f <= L. A state is on an optimal plan iff it reaches, through successors one step deeper, a goal at
-depth L; marking those backwards gives, for every state on any optimal plan, its exact cost-to-go and the set of
-actions that begin an optimal plan from it.
+"""Optimal planning in the cooking world: A* for the optimal cost, then bounded searches for the optimal actions.
 
 Canonical expert plan (the method needs a unique one): among all minimal-length plans, the lexicographically
 smallest sequence of actions in Robotouille's valid-action order (move < pick-up < place < ... < stack < unstack <
-wait, then object order). It is read off the DAG greedily: at each state take the first valid action whose successor
-is still on an optimal plan. It depends only on the problem and the state, never on search internals.
+wait, then object order). It depends only on the problem and the state, never on search internals.
+
+How it is computed, exactly:
+1. A* from the start over symmetry classes of states (`World.canonical`: members of a class have the same
+   cost-to-go) with the admissible heuristic of `heuristic.py` finds the optimal cost L = d(start).
+2. Walking from the start with d = d(s) known exactly, an action a begins an optimal plan iff its successor t has
+   d(t) = d - 1; since d(t) >= d - 1 always holds, that is the yes/no question "is the goal reachable from t within
+   d - 1 steps?", answered by a depth-first search bounded by d - 1 that prunes every node whose lower bound exceeds
+   its remaining budget. Every valid action of s is tested, which gives the set of optimal actions; the first one
+   in valid-action order is the canonical step. The walk then continues from its successor, whose cost-to-go is
+   d - 1.
+The bounded searches share what they learn: upper bounds (a goal was reached within so many steps), lower bounds (a
+search with budget b from a node failed, so its cost-to-go exceeds b; and d(n) >= L - g(n) for every node A* saw at
+depth g(n)), and the successor lists. Lower bounds only ever prune, and upper bounds only ever confirm, so the
+answers are exact whatever the heuristic's slack; only the work depends on it.
 """
 
 from __future__ import annotations
@@ -31,8 +39,8 @@ class Solution:
     plan: list[GroundAction]  # the canonical optimal plan
     states: list[State]  # states along the plan, start first, goal last (len = cost + 1)
     optimal_actions: list[list[GroundAction]]  # per plan state (goal excluded): every action starting an optimal plan
-    expanded: int  # states expanded by the search
-    generated: int  # distinct states seen
+    expanded: int  # states expanded (successors generated) by all searches
+    generated: int  # distinct states (symmetry classes) seen
     stats: dict = field(default_factory=dict)
 
     @property
@@ -50,95 +58,153 @@ def heuristic_for(world: World) -> Heuristic:
     return h
 
 
-def _search(world: World, start: State, full: bool, max_expansions: int):
-    """A* from `start` over symmetry classes of states (`World.canonical`).
+INF = 1 << 30
 
-    Returns (L, g, succ, expanded): g maps class keys to their depth, succ maps each expanded key to its
-    (action, successor key) edges; with `full`, every class with f <= L is expanded.
-    """
-    h = heuristic_for(world)
-    key = world.canonical
-    k0 = key(start)
-    g: dict = {k0: 0}
-    rep: dict = {k0: start}  # one state per class
-    hval: dict = {k0: h(start)}
-    succ: dict = {}
-    goals: set = set()
-    tie = itertools.count()
-    heap = [(hval[k0], 0, next(tie), k0)]
-    best = None
-    expanded = 0
-    while heap:
-        f, neg_g, _, k = heapq.heappop(heap)
-        if -neg_g != g[k]:
-            continue  # stale entry
-        if best is not None and f > best:
-            break
-        s = rep[k]
-        if world.is_goal(s):
-            goals.add(k)
-            if best is None:
-                best = -neg_g
-                if not full:
-                    break
-            continue
-        expanded += 1
-        if expanded > max_expansions:
-            raise NoPlanError(f"search gave up after {max_expansions} expansions")
-        edges = []
-        gs = g[k] + 1
+
+class _Oracle:
+    """Exact questions about cost-to-go, with memory shared between searches (keys are symmetry classes)."""
+
+    def __init__(self, world: World, max_expansions: int):
+        self.world = world
+        self.heuristic = heuristic_for(world)
+        self.key = world.canonical
+        self.max_expansions = max_expansions
+        self.hval: dict = {}  # class -> heuristic value of its representative
+        self.lb: dict = {}  # class -> proven lower bound on its cost-to-go
+        self.ub: dict = {}  # class -> proven upper bound (a goal was reached within it)
+        self.succ: dict = {}  # class -> [(action, successor class, successor state)], self-loops left out
+        self.expanded = 0
+        self.checks = 0
+
+    def bound(self, k, s: State) -> int:
+        """A lower bound on the cost-to-go of class k (representative s)."""
+        v = self.hval.get(k)
+        if v is None:
+            v = self.hval[k] = self.heuristic(s)
+        lb = self.lb.get(k, 0)
+        return lb if lb > v else v
+
+    def successors(self, k, s: State) -> list[tuple[GroundAction, object, State]]:
+        out = self.succ.get(k)
+        if out is None:
+            self.expanded += 1
+            if self.expanded > self.max_expansions:
+                raise NoPlanError(f"search gave up after {self.max_expansions} expansions")
+            out = []
+            world, key = self.world, self.key
+            for a in world.valid_actions(s):
+                t = world.step(s, a)
+                if t == s:
+                    continue  # e.g. "Do nothing" with no timer running: never part of a shortest plan
+                kt = key(t)
+                if kt != k:
+                    out.append((a, kt, t))
+            self.succ[k] = out
+        return out
+
+    def is_goal(self, k, s: State) -> bool:
+        return self.bound(k, s) == 0 and self.world.is_goal(s)
+
+    # --- A*: the optimal cost from a state ---------------------------------------------------------------------
+    def astar(self, start: State) -> int:
+        """d(start), by A* with ties broken towards deeper nodes; records the bounds it proves."""
+        k0 = self.key(start)
+        g: dict = {k0: 0}
+        rep: dict = {k0: start}
+        tie = itertools.count()
+        heap = [(self.bound(k0, start), 0, next(tie), k0)]
+        while heap:
+            _, neg_g, _, k = heapq.heappop(heap)
+            if -neg_g != g[k]:
+                continue  # stale entry
+            s = rep[k]
+            if self.is_goal(k, s):
+                cost = g[k]
+                for n, gn in g.items():  # d(start) <= g(n) + d(n)
+                    if cost - gn > self.lb.get(n, 0):
+                        self.lb[n] = cost - gn
+                return cost
+            gs = g[k] + 1
+            for _, kt, t in self.successors(k, s):
+                if gs < g.get(kt, INF):
+                    g[kt] = gs
+                    rep.setdefault(kt, t)
+                    heapq.heappush(heap, (gs + self.bound(kt, rep[kt]), -gs, next(tie), kt))
+        raise NoPlanError("the goal is unreachable from this state")
+
+    # --- bounded depth-first search ---------------------------------------------------------------------------
+    def within(self, k, s: State, budget: int) -> bool:
+        """Whether the goal can be reached from class k (representative s) in at most `budget` steps."""
+        self.checks += 1
+        return self._dfs(k, s, budget)
+
+    def _dfs(self, k, s: State, budget: int) -> bool:
+        if self.ub.get(k, INF) <= budget:
+            return True
+        if self.bound(k, s) > budget:
+            return False
+        if self.is_goal(k, s):
+            self.ub[k] = 0
+            return True
+        children = self.successors(k, s)
+        ranked = sorted(
+            (self.bound(kt, t) if self.ub.get(kt, INF) > budget - 1 else -1, n) for n, (_, kt, t) in enumerate(children)
+        )
+        for b, n in ranked:
+            if b > budget - 1:
+                break
+            _, kt, t = children[n]
+            if self._dfs(kt, t, budget - 1):
+                up = self.ub[kt] + 1
+                if up < self.ub.get(k, INF):
+                    self.ub[k] = up
+                return True
+        if budget + 1 > self.lb.get(k, 0):
+            self.lb[k] = budget + 1
+        return False
+
+    def optimal_successors(self, s: State, d: int) -> list[tuple[GroundAction, State]]:
+        """The valid actions at s (whose cost-to-go is exactly d > 0) that begin an optimal plan, in valid order."""
+        world, key = self.world, self.key
+        good = []
         for a in world.valid_actions(s):
             t = world.step(s, a)
             kt = key(t)
-            edges.append((a, kt))
-            if gs < g.get(kt, 1 << 30):
-                g[kt] = gs
-                if kt not in hval:
-                    rep[kt] = t
-                    hval[kt] = h(t)
-                ft = gs + hval[kt]
-                if best is None or ft <= best:
-                    heapq.heappush(heap, (ft, -gs, next(tie), kt))
-        succ[k] = edges
-    if best is None:
-        raise NoPlanError("the goal is unreachable from this state")
-    return best, g, succ, expanded, goals
+            if d - 1 > self.lb.get(kt, 0):
+                self.lb[kt] = d - 1  # d(t) >= d(s) - 1
+            if self.within(kt, t, d - 1):
+                good.append((a, t))
+        return good
 
 
 def solve(world: World, start: State | None = None, max_expansions: int = 2_000_000) -> Solution:
     """The optimal cost, the canonical optimal plan and the optimal action sets along it."""
     start = world.initial_state if start is None else start
-    cost, g, succ, expanded, goals = _search(world, start, full=True, max_expansions=max_expansions)
-    # Mark classes on optimal plans, deepest first.
-    on_plan = {k for k in goals if g[k] == cost}
-    for k in sorted(succ, key=lambda k: -g[k]):
-        if any(g.get(t) == g[k] + 1 and t in on_plan for _, t in succ[k]):
-            on_plan.add(k)
-    # Read the canonical plan off the real states: the optimal successors of a state are those whose class is on an
-    # optimal plan one step deeper (distances are the same for every member of a class).
+    oracle = _Oracle(world, max_expansions)
+    cost = oracle.astar(start)
+    astar_expanded = oracle.expanded
     plan, states, optimal = [], [start], []
-    s, depth = start, 0
-    while depth < cost:
-        good = []
-        for a in world.valid_actions(s):
-            kt = world.canonical(world.step(s, a))
-            if kt in on_plan and g[kt] == depth + 1:
-                good.append(a)
-        optimal.append(good)
-        s = world.step(s, good[0])
-        plan.append(good[0])
+    s = start
+    for d in range(cost, 0, -1):
+        good = oracle.optimal_successors(s, d)
+        if not good:
+            raise AssertionError("an optimal action must exist at every state of an optimal plan")
+        optimal.append([a for a, _ in good])
+        a, s = good[0]
+        plan.append(a)
         states.append(s)
-        depth += 1
     assert world.is_goal(s), "the canonical plan must end in a goal state"
-    return Solution(cost, plan, states, optimal, expanded, len(g), {"on_optimal_plans": len(on_plan)})
+    stats = {"astar_expanded": astar_expanded, "checks": oracle.checks}
+    return Solution(cost, plan, states, optimal, oracle.expanded, len(oracle.hval), stats)
 
 
 def cost_to_go(world: World, state: State, max_expansions: int = 2_000_000) -> int:
     """The optimal number of steps from `state` to the goal (plain A*, no plan enumeration)."""
-    return _search(world, state, full=False, max_expansions=max_expansions)[0]
+    return _Oracle(world, max_expansions).astar(state)
 
 
-def optimal_actions(world: World, state: State) -> list[GroundAction]:
+def optimal_actions(world: World, state: State, max_expansions: int = 2_000_000) -> list[GroundAction]:
     """Every valid action at `state` that begins some optimal plan."""
-    sol = solve(world, state)
-    return sol.optimal_actions[0] if sol.optimal_actions else []
+    oracle = _Oracle(world, max_expansions)
+    d = oracle.astar(state)
+    return [a for a, _ in oracle.optimal_successors(state, d)] if d else []
