@@ -219,9 +219,16 @@ class Heuristic:
         self.sym_pairs = [(a, b) for a in range(len(self.svars)) for b in range(a + 1, len(self.svars))
                           if gsig[a] == gsig[b]]  # fmt: skip
         self.role_order = list(range(len(roles)))
+        self.cand_items = {c for r in roles for c in r.cands}  # items that some role may be given
         # end: an item standing directly on a candidate of a clear role may be the last thing picked
         self.end_mask = 0
-        clear_cands = {c for r in roles if r.clear for c in r.cands}
+        self.clear_cands = clear_cands = {c for r in roles if r.clear for c in r.cands}
+        # goal station assignments, injective and in station order where goal groups look alike
+        self.combos = [
+            combo
+            for combo in itertools.product(*self.scands)
+            if len(set(combo)) == len(combo) and not any(combo[a] > combo[b] for a, b in self.sym_pairs)
+        ]
         for x in self.items:
             for c in clear_cands:
                 if x != c:
@@ -304,17 +311,64 @@ class _Eval:
                 d[c] = (need, n) if ok else None
             self.need.append(d)
         self.end_slack = 2 if (h.loose or atoms & h.end_mask) else 0
+        # `_leaf` only grants the end (-2) at a goal station whose stack has an item directly on a clear role's
+        # candidate (or anywhere, with goal literals not modelled): the slack of an assignment of goal stations
+        self.end_stations = {s for s, st in stacks.items() if any(x in h.clear_cands for x in st[:-1])}
+        # Items no role can be given, charged to the nearest candidate below them (see `iso`).
+        self.free_above: dict[int, int] = {}
+        for st in stacks.values():
+            under = None
+            for x in st:
+                if x in h.cand_items:
+                    under = x
+                elif under is not None:
+                    self.free_above[under] = self.free_above.get(under, 0) + 1
         # the processing stations some role may still need (their contents matter to the bound)
         self.proc_classes = sorted(
             {h.proc_at[(q, c)] for k, d in enumerate(self.need) for c, nd in d.items() if nd for q in nd[0]},
             key=sorted,
         )
         self.proc_stations = set().union(*self.proc_classes) if self.proc_classes else set()
+        # Per role: the stations where its candidates' costs can differ from those at any other station (where a
+        # candidate lies, where its last processing can happen); see `iso`.
+        self.special: list[set[int]] = []
+        for d in self.need:
+            sp: set[int] = set()
+            for c, nd in d.items():
+                if nd is None:
+                    continue
+                if c in where:
+                    sp.add(where[c][0])
+                if nd[0]:
+                    sp.update(h.proc_at[(nd[0][-1], c)])
+            self.special.append(sp)
         self._iso: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self._legs_memo: dict[tuple[int, int, int], tuple[int, int, bool]] = {}
+        self._class_memo: dict[int, tuple] = {}
+        self._moves_memo: dict[tuple[int, int, int], tuple] = {}
 
     # --- optimistic per-role costs ---------------------------------------------------------------------------
+    def _moves(self, k: int, c: int, t: int) -> tuple[int, int, int, bool, tuple]:
+        """(processing actions, legs, processing legs, in place, processing classes it must be put into, in order)
+        of role k's candidate c going to station t, when it is not in a kept prefix."""
+        key = (k, c, t)
+        out = self._moves_memo.get(key)
+        if out is None:
+            need, n = self.need[k][c]
+            lg, pl, ip = self._legs(k, c, t)
+            classes = tuple(self.h.proc_at[(q, c)] for j, q in enumerate(need) if not (j == 0 and ip)) if pl else ()
+            out = self._moves_memo[key] = (n, lg, pl, ip, classes)
+        return out
+
     def _legs(self, k: int, c: int, t: int) -> tuple[int, int, bool]:
         """(legs, processing legs, in place) of role k's candidate c going to station t (-1: no station)."""
+        key = (k, c, t)
+        out = self._legs_memo.get(key)
+        if out is None:
+            out = self._legs_memo[key] = self._legs_of(k, c, t)
+        return out
+
+    def _legs_of(self, k: int, c: int, t: int) -> tuple[int, int, bool]:
         h = self.h
         need, _ = self.need[k][c]
         pos = self.where.get(c)
@@ -336,9 +390,19 @@ class _Eval:
         return legs, pl, inplace
 
     def iso(self, k: int, t: int) -> list[tuple[int, int]]:
-        """Role k's candidates with a cost no assignment can beat when its station variable is at t, cheapest first."""
-        if t >= 0 and t not in self.stacks and t not in self.proc_stations:
-            t = -2  # an empty station where nothing is processed: all alike
+        """Role k's candidates with a cost no assignment can beat when its station variable is at t, cheapest first.
+
+        A candidate's cost depends on t only through t == -1, t being where it lies and t being a station of its
+        last processing (see `_legs`), so all stations outside `special[k]` share one list (key -2).
+
+        A candidate that is not kept where it lies and leaves (or is processed in place) makes everything above it
+        be picked (`_leaf`); that includes the items that no role can be given between it and the next candidate
+        above it, each a leg that no role's cost counts. Each such item is charged to one candidate only, and the
+        assignment gives each candidate at most one role, so adding them keeps the sum over roles below every
+        leaf's total (but for the end slack). Not kept here implies not kept in `_leaf`: its kept prefixes only
+        hold candidates that pass the `keep` test below."""
+        if t >= 0 and t not in self.special[k]:
+            t = -2
         key = (k, t)
         out = self._iso.get(key)
         if out is not None:
@@ -366,8 +430,10 @@ class _Eval:
                 if keep:
                     cost = n
                 else:
-                    legs, pl, _ = self._legs(k, c, t)
+                    legs, pl, ip = self._legs(k, c, t)
                     cost = n - pl + LEG * legs
+                    if legs or ip:
+                        cost += LEG * self.free_above.get(c, 0)
             out.append((cost, c))
         out.sort()
         self._iso[key] = out
@@ -389,34 +455,51 @@ class _Eval:
                 const += lst[0][0]
         gmin: list[dict[int, int]] = []
         for j, cands in enumerate(h.scands):
+            group = h.group_roles[j]
+            special = set().union(*(self.special[k] for k in group))
+            default = None
             d = {}
             for t in cands:
+                if t not in special and default is not None:
+                    d[t] = default
+                    continue
                 total = 0
-                for k in h.group_roles[j]:
+                for k in group:
                     lst = self.iso(k, t)
                     if not lst:
                         total = INF
                         break
                     total += lst[0][0]
                 d[t] = total
+                if t not in special:
+                    default = total
             gmin.append(d)
-        combos = []
-        for combo in itertools.product(*h.scands):
-            if len(set(combo)) != len(combo):
-                continue
-            if any(combo[a] > combo[b] for a, b in h.sym_pairs):
-                continue
-            combos.append((const + sum(gmin[j][t] for j, t in enumerate(combo)), combo))
+        loose, ends = h.loose, self.end_stations
+        if len(gmin) == 2 and not loose:
+            g0, g1 = gmin
+            combos = []
+            for combo in h.combos:
+                a, b = combo
+                slack = 2 if ends and (a in ends or b in ends) else 0
+                combos.append((const + g0[a] + g1[b] - slack, slack, combo))
+        else:
+            combos = []
+            for combo in h.combos:
+                slack = 2 if loose or (ends and any(t in ends for t in combo)) else 0
+                combos.append((const + sum(gmin[j][t] for j, t in enumerate(combo)) - slack, slack, combo))
+        # Every leaf's total is at least its combination's bound less its slack, so the order of the combinations
+        # does not matter to the result (the least total, and the union of the bonus sets of the leaves reaching
+        # it); the lowest first prunes most.
         combos.sort()
-        for lb, combo in combos:
-            if lb - self.end_slack > self.best:
+        for lb, slack, combo in combos:
+            if lb > self.best:
                 break
-            self._assign(combo)
+            self._assign(combo, slack)
         if self.best >= INF:
             return INF, frozenset()
         return self.best, frozenset(self.bonus)
 
-    def _assign(self, tsig: tuple[int, ...]) -> None:
+    def _assign(self, tsig: tuple[int, ...], slack: int) -> None:
         h = self.h
         roles = h.roles
         nr = len(roles)
@@ -435,7 +518,10 @@ class _Eval:
                 s, _lvl = where[c]
                 if s in targets or len(stacks[s]) != 1:
                     continue
-                cls[c] = self._class_key(c, s)
+                key = self._class_memo.get(c)
+                if key is None:
+                    key = self._class_memo[c] = self._class_key(c, s)
+                cls[c] = key
         members: dict[tuple, list[int]] = {}
         for c, key in cls.items():
             members.setdefault(key, []).append(c)
@@ -445,9 +531,14 @@ class _Eval:
             for n, c in enumerate(group):
                 earlier[c] = group[:n]
         self._classes = [g for g in members.values() if len(g) > 1]
+        # per role and candidate: its moves towards this assignment's station, its station, where it lies
+        self._info = []
+        for k in range(nr):
+            t = tsig[roles[k].tv] if roles[k].tv >= 0 else -1
+            self._info.append({c: (*self._moves(k, c, t), t, where.get(c)) for _, c in lists[k]})
         assign = [0] * nr
         used: set[int] = set()
-        slack = self.end_slack
+        self.slack = slack
 
         def rec(k: int, partial: int) -> None:
             if k == nr:
@@ -485,7 +576,7 @@ class _Eval:
         roles = h.roles
         stacks, where, held = self.stacks, self.where, self.held
         proc_at = h.proc_at
-        role_of = {c: k for k, c in enumerate(assign)}
+        role_of = dict(zip(assign, range(len(assign)), strict=True))
         # kept prefixes: the bottom part of each target station that can stay as it is
         kept: dict[int, int] = {}
         for j, t in enumerate(tsig):
@@ -526,39 +617,41 @@ class _Eval:
         inplace: set[int] = set()
         first_cls: dict[int, frozenset] = {}
         into: set[frozenset] = set()
+        lowest: dict[int, int] = {}  # station -> lowest level of an item that leaves it or is processed there
+        info = self._info
+        leg_sum = 0
         for k, c in enumerate(assign):
-            r = roles[k]
-            need, n = self.need[k][c]
+            n, lg, pl, ip, classes, t, pos = info[k][c]
             proc += n
-            t = tsig[r.tv] if r.tv >= 0 else -1
-            pos = where.get(c)
-            if t >= 0 and pos is not None and pos[0] == t and pos[1] < kept[t]:
-                continue
-            lg, pl, ip = self._legs(k, c, t)
+            if pos is not None:
+                if pos[0] == t and pos[1] < kept[t]:
+                    continue
+                if (lg or ip) and pos[1] < lowest.get(pos[0], INF):
+                    lowest[pos[0]] = pos[1]
             if ip:
                 inplace.add(c)
             if pl:
                 chains += pl
-                for j, q in enumerate(need):
-                    if j == 0 and ip:
-                        continue
-                    into.add(proc_at[(q, c)])
-                    if c not in first_cls:
-                        first_cls[c] = proc_at[(q, c)]
+                into.update(classes)
+                first_cls[c] = classes[0]
             if lg:
                 legs[c] = lg
-        # everything above an item that must be picked, and above a kept prefix, must be picked too
+                if c != held:
+                    leg_sum += lg
+        if proc - chains + LEG * leg_sum - self.slack > self.best:
+            return  # the terms below only add, but for `end` (at most the slack): this leaf cannot reach the best
+        # everything above an item that must be picked, and above a kept prefix, must be picked too: on a station,
+        # everything from its lowest leaving item, or above its lowest item processed in place, or above its kept
+        # prefix, whichever is lowest
         must = dict(legs)
-        for s, st in stacks.items():
+        for s in {*lowest, *kept}:
+            st = stacks.get(s)
+            if not st:
+                continue
             low = kept.get(s, len(st))
-            for idx in range(low):
-                x = st[idx]
-                if x in legs:
-                    low = idx
-                    break
-                if x in inplace:
-                    low = idx + 1
-                    break
+            idx = lowest.get(s, INF)
+            if idx < low:
+                low = idx if st[idx] in legs else idx + 1
             for x in st[low:]:
                 if x not in must:
                     must[x] = 1
@@ -594,20 +687,18 @@ class _Eval:
                     ky = role_of.get(st[kp - 1])
                     if ky is not None and roles[ky].clear:
                         end = 2
-        # order constraints between picks and puts; cycles need an extra leg
-        dl = self._order(tsig, assign, kept, must, first_cls, inplace)
-        if dl is None:
-            return
-        extra, firsts = dl
-        total += extra - end
-        bonus: set[int] = set()
+        base = total - end
+        if base > self.best:
+            return  # what follows only adds (order extras, the held item's terms): this leaf cannot reach the best
+        # the held item's terms: they do not depend on the order constraints, but for the sign of the total (later)
+        hterm, bonus, later = 0, None, False
         if held is not None and held >= 0:
             k = role_of.get(held)
             if k is not None and held in legs:
                 r = roles[k]
                 lg = legs[held]
                 if held in first_cls:
-                    total += 2 + LEG * (lg - 1)
+                    hterm = 2 + LEG * (lg - 1)
                     bonus = {s for s in first_cls[held] if s not in stacks}
                 elif r.tv >= 0:
                     t = tsig[r.tv]
@@ -616,27 +707,57 @@ class _Eval:
                         where.get(assign[b], (-1, INF))[0] == t and where[assign[b]][1] < kp for b in r.below
                     )
                     if ready:
-                        total += 2 + LEG * (lg - 1)
+                        hterm = 2 + LEG * (lg - 1)
                         bonus = {t}
                     else:
-                        total += 1 + LEG * max(1, lg)
+                        hterm = 1 + LEG * max(1, lg)
                 else:
-                    total += 1 + LEG * (lg - 1)
-            elif total > 0 or len(must) > (1 if held in must else 0):
-                total += 2
-                bonus = {s for s in h.stations if not any(x in must for x in stacks.get(s, ()))}
-        elif held is None:
+                    hterm = 1 + LEG * (lg - 1)
+            elif base > 0 or len(must) > (1 if held in must else 0):
+                hterm = 2
+                bonus = self._clear_stations(must)
+            else:
+                later = True  # 2 more only if the order constraints cost something
+        if base + hterm > self.best:
+            return
+        if base + hterm == self.best and not later:
+            # at best a tie, which only adds its bonus stations: skip it if they (a superset of them, for an empty
+            # hand, whose bonus depends on the order constraints) are there already
+            if held is None:
+                bonus = {s for s, st in stacks.items() if st[-1] in must} | extra_bonus
+            if not bonus or self._expand(set(bonus)) <= self.bonus:
+                return
+        # order constraints between picks and puts; cycles need an extra leg
+        dl = self._order(tsig, assign, kept, must, first_cls, inplace)
+        if dl is None:
+            return
+        extra, firsts = dl
+        total = base + extra + hterm
+        if later and total > 0:
+            total += 2
+            bonus = self._clear_stations(must)
+        if held is None:
             bonus = {s for s, st in stacks.items() if st[-1] in must and st[-1] in firsts} | extra_bonus
         total = max(0, total)
         if total < self.best:
             self.best = total
             self.bonus = set()
         if total == self.best and bonus:
-            for g in self._classes:
-                ss = [where[c][0] for c in g]
-                if any(s in bonus for s in ss):
-                    bonus.update(ss)
-            self.bonus |= bonus
+            self.bonus |= self._expand(bonus)
+
+    def _clear_stations(self, must) -> set[int]:
+        """The stations with nothing that must be picked."""
+        stacks = self.stacks
+        return {s for s in self.h.stations if not any(x in must for x in stacks.get(s, ()))}
+
+    def _expand(self, bonus: set[int]) -> set[int]:
+        """The bonus stations with those of interchangeable candidates added (their leaves were not enumerated)."""
+        where = self.where
+        for g in self._classes:
+            ss = [where[c][0] for c in g]
+            if any(s in bonus for s in ss):
+                bonus.update(ss)
+        return bonus
 
     def _order(self, tsig, assign, kept, must, first_cls, inplace):
         """(extra cost, items whose first pick may come first) from the order of first picks and last puts."""
@@ -645,7 +766,9 @@ class _Eval:
         stacks, held = self.stacks, self.held
         merged = {x for x, n in must.items() if n == 1 and x != held and x not in first_cls and x not in inplace}
         edges: list[tuple[int, int, int, int]] = []  # (item, port, item, port); port 0 = first pick, 1 = last put
-        for st in stacks.values():
+        where = self.where
+        for s in {where[x][0] for x in must if x in where}:
+            st = stacks[s]
             prev = None
             for x in st:
                 if x in must and prev is not None and prev in must:
@@ -678,89 +801,67 @@ class _Eval:
         return _min_splits(list(must), edges, merged, breakable)
 
 
-def _graph(nodes, edges, merged, split):
-    idx = {}
-    for x in nodes:
-        if x in merged and x not in split:
-            idx[(x, 0)] = idx[(x, 1)] = len(idx)
-        else:
-            idx[(x, 0)] = len(idx)
-            idx[(x, 1)] = len(idx)
-    n = len(idx)
-    adj: list[list[int]] = [[] for _ in range(n)]
-    for x in nodes:
-        a, b = idx[(x, 0)], idx[(x, 1)]
-        if a != b:
-            adj[a].append(b)
-    for x, px, y, py in edges:
-        adj[idx[(x, px)]].append(idx[(y, py)])
-    return idx, adj
-
-
 def _min_splits(nodes, edges, merged, breakable):
     """(extra cost, a superset of the items whose first pick can come first): the fewest single-leg items to split
     into a separate first pick and last put so that the order constraints are acyclic; None if none does.
 
-    Splitting an item only helps a cycle that enters its last put and leaves its first pick (`breakable`)."""
-    idx, adj = _graph(nodes, edges, merged, ())
-    left = _cyclic_part(len(adj), adj)
-    if not left:
-        extra = 0
-    else:
-        cands = [x for x in breakable if idx[(x, 0)] in left]
-        if not cands or _cyclic_part(*_size_adj(_graph(nodes, edges, merged, set(cands))[1])):
+    Splitting an item only helps a cycle that enters its last put and leaves its first pick (`breakable`).
+    Events are numbered 2i (first pick of nodes[i]) and 2i + 1 (its last put); a merged item that is not split has
+    the single event 2i. Sets of events and of items are int bitmasks."""
+    pos = {x: i for i, x in enumerate(nodes)}
+    n = len(nodes)
+    arcs = [(2 * pos[x] + px, 2 * pos[y] + py) for x, px, y, py in edges]
+    joined = 0  # items whose two events are one (merged and not split)
+    for x in merged:
+        joined |= 1 << pos[x]
+    left = _stuck(n, arcs, joined)
+    extra = 0
+    if left:
+        cands = [pos[x] for x in breakable if left >> 2 * pos[x] & 1]
+        every = 0
+        for i in cands:
+            every |= 1 << i
+        if not cands or _stuck(n, arcs, joined & ~every):
             return None
-        extra = None
+        extra = len(cands)
         for size in range(1, len(cands)):
-            if any(
-                not _cyclic_part(*_size_adj(_graph(nodes, edges, merged, set(split))[1]))
-                for split in itertools.combinations(cands, size)
-            ):
+            if any(not _stuck(n, arcs, joined & ~sum(1 << i for i in split))
+                   for split in itertools.combinations(cands, size)):  # fmt: skip
                 extra = size
                 break
-        if extra is None:
-            extra = len(cands)
-        idx, adj = _graph(nodes, edges, merged, set(cands))
-    has_in = set()
-    for u in range(len(adj)):
-        has_in.update(adj[u])
-    return LEG * extra, {x for x in nodes if idx[(x, 0)] not in has_in}
+        joined &= ~every
+    has_in = 0
+    for _, v in arcs:
+        if joined >> (v >> 1) & 1:
+            v &= ~1
+        has_in |= 1 << v
+    return LEG * extra, {x for i, x in enumerate(nodes) if not has_in >> 2 * i & 1}
 
 
-def _size_adj(adj):
-    return len(adj), adj
-
-
-def _cyclic_part(n, adj) -> set[int]:
-    """The nodes Kahn's algorithm cannot order (empty iff the graph is acyclic)."""
-    indeg = [0] * n
-    for u in range(n):
-        for v in adj[u]:
-            indeg[v] += 1
-    stack = [u for u in range(n) if indeg[u] == 0]
-    done = set(stack)
-    while stack:
-        u = stack.pop()
-        for v in adj[u]:
-            indeg[v] -= 1
-            if indeg[v] == 0:
-                stack.append(v)
-                done.add(v)
-    return set(range(n)) - done
-
-
-def _acyclic(n, adj) -> bool:
-    indeg = [0] * n
-    for u in range(n):
-        for v in adj[u]:
-            indeg[v] += 1
-    stack = [u for u in range(n) if indeg[u] == 0]
-    seen = 0
-    while stack:
-        u = stack.pop()
-        seen += 1
-        for v in adj[u]:
-            indeg[v] -= 1
-            if indeg[v] == 0:
-                stack.append(v)
-    return seen == n
+def _stuck(n: int, arcs: list[tuple[int, int]], joined: int) -> int:
+    """The events that Kahn's algorithm cannot order (0 iff acyclic), as a bitmask: peel events with no
+    predecessor left until none can go; what remains is the largest set in which every event has a predecessor."""
+    pred = [0] * (2 * n)
+    alive = 0
+    for i in range(n):
+        alive |= 1 << 2 * i
+        if not joined >> i & 1:
+            alive |= 1 << 2 * i + 1
+            pred[2 * i + 1] |= 1 << 2 * i  # the first pick comes before the last put
+    for u, v in arcs:
+        if joined >> (u >> 1) & 1:
+            u &= ~1
+        if joined >> (v >> 1) & 1:
+            v &= ~1
+        pred[v] |= 1 << u
+    changed = True
+    while changed and alive:
+        changed = False
+        m = alive
+        while m:
+            low = m & -m
+            m ^= low
+            if not pred[low.bit_length() - 1] & alive:
+                alive ^= low
+                changed = True
+    return alive

@@ -67,7 +67,7 @@ class _Oracle:
     def __init__(self, world: World, max_expansions: int):
         self.world = world
         self.heuristic = heuristic_for(world)
-        self.key = world.canonical
+        self.keys: dict[State, object] = {}  # state -> its class (many states are reached from several parents)
         self.max_expansions = max_expansions
         self.hval: dict = {}  # class -> heuristic value of its representative
         self.lb: dict = {}  # class -> proven lower bound on its cost-to-go
@@ -75,6 +75,12 @@ class _Oracle:
         self.succ: dict = {}  # class -> [(action, successor class, successor state)], self-loops left out
         self.expanded = 0
         self.checks = 0
+
+    def key(self, s: State):
+        k = self.keys.get(s)
+        if k is None:
+            k = self.keys[s] = self.world.canonical(s)
+        return k
 
     def bound(self, k, s: State) -> int:
         """A lower bound on the cost-to-go of class k (representative s)."""
@@ -111,6 +117,7 @@ class _Oracle:
         k0 = self.key(start)
         g: dict = {k0: 0}
         rep: dict = {k0: start}
+        parent: dict = {k0: None}
         tie = itertools.count()
         heap = [(self.bound(k0, start), 0, next(tie), k0)]
         while heap:
@@ -123,11 +130,17 @@ class _Oracle:
                 for n, gn in g.items():  # d(start) <= g(n) + d(n)
                     if cost - gn > self.lb.get(n, 0):
                         self.lb[n] = cost - gn
+                n, up = k, 0
+                while n is not None:  # the path found: each of its classes reaches the goal in what it has left
+                    if up < self.ub.get(n, INF):
+                        self.ub[n] = up
+                    n, up = parent[n], up + 1
                 return cost
             gs = g[k] + 1
             for _, kt, t in self.successors(k, s):
                 if gs < g.get(kt, INF):
                     g[kt] = gs
+                    parent[kt] = k
                     rep.setdefault(kt, t)
                     heapq.heappush(heap, (gs + self.bound(kt, rep[kt]), -gs, next(tie), kt))
         raise NoPlanError("the goal is unreachable from this state")

@@ -336,6 +336,13 @@ class World:
         return f"{self.describe_state(state)}\n\nValid Actions:\n{actions}\n\nGoal: {self.problem.goal_description}"
 
 
+def _bits(mask: int):
+    while mask:
+        low = mask & -mask
+        mask ^= low
+        yield low.bit_length() - 1
+
+
 def _walk(effects: tuple[SpecialEffect, ...]):
     for e in effects:
         yield e
@@ -463,6 +470,15 @@ class _Symmetry:
             pins = frozenset(r for r in refs if r in station_set).union(*(self.effect_pins[c] for c in e.children))
             self.effect_shape[eid] = (*shape, tuple(sorted(pins)))
             self.effect_pins[eid] = pins
+        # Fast path of `key` (same values): every support bit at once, and the robot's place from one mask.
+        self.support_by_bit = {b: (i, *self.support[b]) for i in items for b in _bits(self.where_mask[i])}
+        self.support_all = sum(self.where_mask.values())
+        self.item_bits = {i: 1 << n for n, i in enumerate(items)}
+        self.all_items = (1 << len(items)) - 1
+        self.loc_mask = sum(1 << b for b, _ in self.loc)
+        self.loc_of = {1 << b: s for b, s in self.loc}
+        self.empty_desc = {(s, here): (self.station_kind[s], here, ()) for s in stations for here in (False, True)}
+        self._plain: dict[tuple[int, int], tuple] = {}  # (item, its unary atoms) -> description, no effects
 
     def _item(self, atoms: int, i: int, fx: dict[int, list]) -> tuple:
         u = atoms & self.unary_mask[i]
@@ -473,8 +489,66 @@ class _Symmetry:
         return (names, own, i) if i in self.pinned else (names, own)
 
     def key(self, state: State):
+        """The class key; equal in value to `_key_slow`, computed from the set bits only."""
         if not self.enabled:
             return state
+        atoms = state.atoms
+        robot = self.loc_of.get(atoms & self.loc_mask)
+        if robot is None:
+            return self._key_slow(state)  # no single robot place: the general path
+        fx: dict[int, list] = {}
+        pins: set[int] = set()
+        for eid, counters in state.effects:
+            obj = self.world.effects[eid].obj
+            fx.setdefault(obj, []).append((self.effect_shape[eid], counters))
+            pins |= self.effect_pins[eid]
+        bottom: dict[int, int] = {}
+        above: dict[int, int] = {}
+        held = None
+        seen = count = 0
+        m = atoms & self.support_all
+        support = self.support_by_bit
+        while m:
+            low = m & -m
+            m ^= low
+            i, kind, sup = support[low.bit_length() - 1]
+            seen |= self.item_bits[i]
+            count += 1
+            if kind == "s":
+                bottom[sup] = i
+            elif kind == "i":
+                above[sup] = i
+            else:
+                held = i
+        if seen != self.all_items or count != len(self.items):
+            return self._key_slow(state)  # an item out of play or in two places: the general path
+        plain, unary_mask = self._plain, self.unary_mask
+        free, fixed = [], []
+        for s in self.stations:
+            i = bottom.get(s)
+            if i is None:
+                desc = self.empty_desc[(s, s == robot)]
+            else:
+                stack = []
+                while i is not None:
+                    if i in fx:
+                        d = self._item(atoms, i, fx)
+                    else:
+                        d = plain.get((i, atoms & unary_mask[i]))
+                        if d is None:
+                            d = plain[(i, atoms & unary_mask[i])] = self._item(atoms, i, fx)
+                    stack.append(d)
+                    i = above.get(i)
+                desc = (self.station_kind[s], s == robot, tuple(stack))
+            if s in pins:
+                fixed.append((s, desc))
+            else:
+                free.append(desc)
+        free.sort()
+        held_desc = None if held is None else self._item(atoms, held, fx)
+        return (held_desc, tuple(free), tuple(fixed))
+
+    def _key_slow(self, state: State):
         atoms = state.atoms
         fx: dict[int, list] = {}
         pins: set[int] = set()
