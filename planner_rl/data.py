@@ -1,0 +1,248 @@
+"""Single-turn training data: one example per state on each expert plan, the method's core transformation.
+
+    python -m planner_rl.data                                   # all 10 tasks, train seeds 1000-1099, test 42..420
+    python -m planner_rl.data env.tasks=[burger] env.train_seeds=0-9 out_dir=data/burger prompt.history=0
+
+For every (task, seed) the expert's canonical optimal plan s_0 a_0 s_1 ... s_T is turned into T examples, one per
+state s_t (the goal state gives none):
+
+    prompt           chat messages: system (domain, action syntax, output format) + user (planner_rl.prompts)
+    target           the assistant's answer for SFT: the label in the output format (parsing.format_target)
+    expert_action    a_t, the canonical expert's next action (the paper's label)
+    label            the SFT label: a_t, or with `label_noise` a seeded valid non-expert action
+    optimal_actions  every valid action that begins some optimal plan from s_t (the `optimal_set` reward)
+    valid_actions    every valid action at s_t
+    history          a_0 .. a_{t-1}
+    task, seed, step (= t), t_gt (= T, the instance's optimal length)
+
+Train and test splits come from disjoint layout seeds (checked). Expert plans are cached on disk by a hash of the
+instance and the planner's source, so building another prompt variant costs only rendering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from planner_rl.env.cooking import make_world
+from planner_rl.env.planner import NoPlanError, solve
+from planner_rl.env.problem import ProblemError
+from planner_rl.env.tasks import TaskError, get_task, task_names
+from planner_rl.env.world import World
+from planner_rl.parsing import format_target
+from planner_rl.prompts import PromptConfig, build_messages
+from planner_rl.rewards import corrupt_label
+
+_PLANNER_SOURCES = ("domain.py", "problem.py", "layout.py", "world.py", "heuristic.py", "planner.py")
+
+
+# --- configuration values ----------------------------------------------------------------------------------------
+def seed_list(spec: object, key: str = "seeds") -> list[int]:
+    """Seeds from a config value: an int, a list of ints, or an inclusive range string "a-b" (e.g. "1000-1099")."""
+    if isinstance(spec, bool):
+        raise ValueError(f"{key}: expected an int, a list of ints or a range 'a-b', got {spec!r}")
+    if isinstance(spec, int):
+        return [spec]
+    if isinstance(spec, str):
+        lo, sep, hi = spec.partition("-")
+        if sep and lo.strip().isdigit() and hi.strip().isdigit() and int(lo) <= int(hi):
+            return list(range(int(lo), int(hi) + 1))
+        raise ValueError(f"{key}: expected a range 'a-b' with a <= b, got {spec!r}")
+    try:
+        seeds = list(spec)  # a list or a ListConfig
+    except TypeError:
+        raise ValueError(f"{key}: expected an int, a list of ints or a range 'a-b', got {spec!r}") from None
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"{key}: expected a non-empty list of ints, got {spec!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{key}: repeated seeds in {spec!r}")
+    return seeds
+
+
+def task_list(spec: object) -> list[str]:
+    """Task names from a config value: `all`, a name, number or problem-file path (`*.json`), or a list of them."""
+    if spec == "all":
+        return task_names()
+    items = [spec] if isinstance(spec, (str, int)) else list(spec)
+    return [str(t) if str(t).endswith(".json") else get_task(t).name for t in items]
+
+
+def check_disjoint(train: list[int], test: list[int]) -> None:
+    overlap = sorted(set(train) & set(test))
+    if overlap:
+        raise ValueError(f"env.train_seeds and env.test_seeds overlap on {overlap}: test layouts must be unseen")
+
+
+# --- expert trajectories -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Trajectory:
+    """The expert's canonical plan on one instance and the optimal action set at each of its states."""
+
+    task: str
+    seed: int | None
+    plan: tuple[str, ...]
+    optimal: tuple[tuple[str, ...], ...]
+
+
+def _planner_version() -> str:
+    root = Path(__file__).parent / "env"
+    h = hashlib.sha256()
+    for name in _PLANNER_SOURCES:
+        h.update((root / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _instance_key(world: World) -> str:
+    """A hash of everything the expert's answer depends on: the instance (initial state, goal) and the planner."""
+    text = world.observation(world.initial_state) + repr(world.problem.goal) + _planner_version()
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def expert_trajectory(task: str, seed: int | None, cache_dir: str | None = None) -> Trajectory:
+    """Solve one instance (or read its solution from the cache)."""
+    world = make_world(task, seed)
+    path = Path(cache_dir) / f"{task}-{seed}-{_instance_key(world)}.json" if cache_dir else None
+    if path is not None and path.exists():
+        try:
+            raw = json.loads(path.read_text())
+            return Trajectory(task, seed, tuple(raw["plan"]), tuple(tuple(o) for o in raw["optimal"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass  # a damaged entry is solved again and rewritten
+    sol = solve(world)
+    traj = Trajectory(task, seed, tuple(sol.texts), tuple(tuple(a.text for a in o) for o in sol.optimal_actions))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"plan": traj.plan, "optimal": traj.optimal}))
+        tmp.replace(path)  # atomic: readers see the old entry or the whole new one
+    return traj
+
+
+def _solve_job(job: tuple[str, int | None, str | None]) -> Trajectory:
+    return expert_trajectory(*job)
+
+
+def expert_trajectories(jobs: list[tuple[str, int | None]], cache_dir: str | None, num_proc: int) -> list[Trajectory]:
+    """Solve every (task, seed), in parallel when num_proc > 1; results in the order of `jobs`."""
+    args = [(task, seed, cache_dir) for task, seed in jobs]
+    if num_proc <= 1 or len(jobs) < 4:
+        return [_solve_job(a) for a in args]
+    with ProcessPoolExecutor(num_proc) as pool:
+        return list(pool.map(_solve_job, args, chunksize=max(1, len(args) // (8 * num_proc))))
+
+
+# --- examples ----------------------------------------------------------------------------------------------------
+def trajectory_examples(
+    traj: Trajectory, prompt: PromptConfig, label_noise: float = 0.0, label_noise_seed: int = 0
+) -> list[dict]:
+    """One example per non-goal state of the trajectory, replaying the plan in the world to render each prompt."""
+    world = make_world(traj.task, traj.seed)
+    state, out = world.initial_state, []
+    for step, action in enumerate(traj.plan):
+        valid = world.valid_actions(state)
+        example = {
+            "prompt": build_messages(world, state, traj.plan[:step], prompt),
+            "expert_action": action,
+            "optimal_actions": list(traj.optimal[step]),
+            "valid_actions": [a.text for a in valid],
+            "history": list(traj.plan[:step]),
+            "task": traj.task,
+            "seed": traj.seed,
+            "step": step,
+            "t_gt": len(traj.plan),
+        }
+        label, corrupted = corrupt_label(example, label_noise, label_noise_seed) if label_noise else (action, False)
+        example.update(label=label, label_corrupted=corrupted, target=format_target(label, prompt.output_format))
+        out.append(example)
+        chosen = next((a for a in valid if a.text == action), None)
+        if chosen is None:
+            raise ValueError(
+                f"{traj.task} seed {traj.seed}: cached expert action {action!r} is not valid at step {step}"
+            )
+        state = world.step(state, chosen)
+    if not world.is_goal(state):
+        raise ValueError(f"{traj.task} seed {traj.seed}: the expert plan does not reach the goal")
+    return out
+
+
+def ambiguity(examples: list[dict]) -> dict:
+    """How many distinct prompts map to more than one expert action (the method needs a function prompt -> action)."""
+    actions: dict[str, set[str]] = defaultdict(set)
+    for ex in examples:
+        key = ex["prompt"] if isinstance(ex["prompt"], str) else json.dumps(ex["prompt"])
+        actions[key].add(ex["expert_action"])
+    bad = sum(len(a) > 1 for a in actions.values())
+    return {"prompts": len(actions), "ambiguous": bad, "rate": bad / max(1, len(actions))}
+
+
+def build_examples(tasks: list[str], seeds: list[int], prompt: PromptConfig, cfg: dict) -> list[dict]:
+    jobs = [(t, s) for t in tasks for s in seeds]
+    trajs = expert_trajectories(jobs, cfg.get("expert_cache"), cfg.get("num_proc", 1))
+    noise, noise_seed = cfg.get("label_noise", 0.0), cfg.get("label_noise_seed", 0)
+    return [ex for traj in trajs for ex in trajectory_examples(traj, prompt, noise, noise_seed)]
+
+
+def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
+    """The DatasetDict {train, test} for a config with `env`, `prompt` and the keys of conf/data.yaml, and a report
+    (examples per split, ambiguity, seconds)."""
+    from datasets import Dataset, DatasetDict
+
+    tasks = task_list(cfg.env.tasks)
+    train_seeds = seed_list(cfg.env.train_seeds, "env.train_seeds")
+    test_seeds = seed_list(cfg.env.test_seeds, "env.test_seeds")
+    check_disjoint(train_seeds, test_seeds)
+    prompt = PromptConfig(**cfg.prompt)
+    num_proc = cfg.get("num_proc", 0) or os.cpu_count() or 1
+    opts = {
+        "expert_cache": cfg.get("expert_cache"),
+        "num_proc": num_proc,
+        "label_noise": cfg.get("label_noise", 0.0),
+        "label_noise_seed": cfg.get("label_noise_seed", 0),
+    }
+    t0 = time.perf_counter()
+    splits = {
+        "train": build_examples(tasks, train_seeds, prompt, opts),
+        "test": build_examples(tasks, test_seeds, prompt, opts),
+    }
+    seconds = time.perf_counter() - t0
+    report = {
+        "tasks": len(tasks),
+        "train_seeds": len(train_seeds),
+        "test_seeds": len(test_seeds),
+        "examples": {k: len(v) for k, v in splits.items()},
+        "ambiguity": ambiguity(splits["train"] + splits["test"]),
+        "seconds": round(seconds, 2),
+    }
+    data = DatasetDict({k: Dataset.from_list(v) for k, v in splits.items()})
+    return data, report
+
+
+@hydra.main(config_path="../conf", config_name="data", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        data, report = build_dataset(cfg)
+    except (TaskError, ProblemError, NoPlanError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    data.save_to_disk(cfg.out_dir)
+    amb = report["ambiguity"]
+    print(
+        f"{report['tasks']} tasks x ({report['train_seeds']} train + {report['test_seeds']} test) seeds -> "
+        f"{report['examples']['train']} train / {report['examples']['test']} test examples in "
+        f"{report['seconds']:.1f} s; ambiguity {amb['ambiguous']}/{amb['prompts']} prompts ({amb['rate']:.2%}); "
+        f"saved to {cfg.out_dir}"
+    )
+
+
+if __name__ == "__main__":
+    main()

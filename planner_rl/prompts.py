@@ -1,0 +1,149 @@
+"""Prompts: the chat messages an agent sees at one state, the same for the data, training and evaluation.
+
+    system: what the kitchen is, how actions are written, and the output format (`Action: <action>` or a
+            `<think>` block first, see `planner_rl.parsing`)
+    user:   Robotouille's observation word for word (object blocks, then `Valid Actions:` when `valid_actions`
+            is on, then `Goal:`), followed by the parts Robotouille's text does not show:
+            `Progress:`          the hidden counters (cuts so far, cook/fry timers), when `progress` is on
+            `Previous actions:`  the last `history` actions taken (-1: all), when `history` != 0
+            `Feedback:`          why the last action was refused, when the caller passes it (re-query protocol)
+
+Robotouille's observation does not show how often an item has been cut or how long it has cooked, so two states
+with the same observation text can need different actions ("cut again" or "pick it up"). `progress` makes the
+prompt a function of the whole state, so the expert's action is a function of the prompt (ambiguity rate 0, which
+`planner_rl.data` measures); `history` also helps, but only as far back as it reaches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner_rl.env.world import CUT_REPETITIONS, DELAY_TICKS, State, World
+from planner_rl.parsing import check_format
+
+SYSTEM_DOMAIN = (
+    "You control a robot chef in a kitchen. The kitchen has stations (tables, cutting boards, stoves, fryers, sinks) "
+    "and items (bread, lettuce, tomato, patty, cheese, chicken, onion, potato, ...), and may have containers (pots, "
+    "bowls). The robot stands at one station and holds at most one thing. It can move between stations, pick up the "
+    "item on top of a stack, place or stack what it holds, cut an item on a cutting board (it is cut after three cut "
+    "actions), and start cooking on a stove or frying in a fryer (the item is done three steps later; the timer "
+    "pauses while the item is off the station). Each turn you see the state of the kitchen, the valid actions and "
+    "the goal, and you choose the next action. Reach the goal in as few actions as possible."
+)
+SYSTEM_ACTIONS = (
+    "Write the action exactly as it appears in the list of valid actions, e.g. `Move robot1 from table1 to table2`."
+)
+SYSTEM_FORMAT = {
+    "action": "Answer with one line and nothing else: `Action: <action>`.",
+    "think": "First think inside <think> and </think>, then answer with one line: `Action: <action>`.",
+}
+QUESTION = "What is the next action?"
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """What the user message shows (conf/prompt/*.yaml)."""
+
+    output_format: str = "action"  # "action" | "think" (planner_rl.parsing.OUTPUT_FORMATS)
+    valid_actions: bool = True  # list the valid actions (Robotouille's `Valid Actions:` block)
+    progress: bool = True  # show the hidden counters (cut counts, cook/fry timers)
+    history: int = 5  # how many previous actions to show; 0 none, -1 all
+
+    def __post_init__(self) -> None:
+        check_format(self.output_format)
+        if not isinstance(self.history, int) or self.history < -1:
+            raise ValueError(f"prompt.history must be an integer >= -1 (-1 shows all), got {self.history!r}")
+
+
+def system_message(cfg: PromptConfig) -> str:
+    return f"{SYSTEM_DOMAIN}\n{SYSTEM_ACTIONS}\n{SYSTEM_FORMAT[cfg.output_format]}"
+
+
+def _schema_of_effects(world: World) -> dict[int, str]:
+    """Top-level effect id -> the name of the action that starts it (e.g. `cut`, `cook`)."""
+    cached = getattr(world, "_prompt_effect_schemas", None)
+    if cached is None:
+        cached = {eid: a.schema for a in world.actions for eid in a.sfx}
+        world._prompt_effect_schemas = cached
+    return cached
+
+
+def _achieves(world: World, eid: int) -> str:
+    """The sentence the effect makes true when it completes, in Robotouille's wording, e.g. `lettuce1 is cut`."""
+    for bit, value in world.effects[eid].fx:
+        name, args = world.atoms[bit]
+        if value and name != "iscooking" and name != "isfrying":  # the finished state, not the running one
+            return world.domain.predicates[name].descriptors[0].format(*(world.objects[a].name for a in args))
+    return f"{world.objects[world.effects[eid].obj].name} is done"
+
+
+def progress_lines(world: World, state: State) -> list[str]:
+    """The hidden counters of `state` as sentences, e.g. `lettuce1 is cut after 1 more cut action`."""
+    schemas = _schema_of_effects(world)
+    lines: list[str] = []
+    for eid, counters in state.effects:
+        _describe_effect(world, state, eid, counters, 0, schemas.get(eid, "special"), False, lines)
+    return lines
+
+
+def _describe_effect(
+    world: World, state: State, eid: int, counters: tuple, at: int, schema: str, paused: bool, lines: list[str]
+) -> None:
+    """Append the sentence of effect `eid` (counter at `counters[at]`) and of its children, depth first."""
+    e = world.effects[eid]
+    count = counters[at]
+    if count == -1:  # completed
+        return
+    if e.kind == "repetitive" and 0 < count < CUT_REPETITIONS:
+        left = CUT_REPETITIONS - count
+        lines.append(f"{_achieves(world, eid)} after {left} more {schema} action{'s' if left > 1 else ''}")
+    elif e.kind == "delayed" and count < DELAY_TICKS:
+        left = DELAY_TICKS - count  # steps in which the timer still has to run
+        note = " (paused: it is off its station)" if paused else ""
+        lines.append(f"{_achieves(world, eid)} after {left} more step{'s' if left > 1 else ''}{note}")
+    if e.kind == "conditional":
+        paused = not all(bool(state.atoms >> b & 1) == v for b, v in e.conditions)
+    off = at + 1
+    for child in e.children:
+        _describe_effect(world, state, child, counters, off, schema, paused, lines)
+        off += world.effects[child].size
+
+
+def user_message(
+    world: World,
+    state: State,
+    history: list[str] | tuple[str, ...] = (),
+    cfg: PromptConfig = PromptConfig(),
+    feedback: str | None = None,
+) -> str:
+    """Robotouille's observation of `state`, then the progress, previous-action and feedback sections."""
+    parts = [world.describe_state(state)]
+    if cfg.valid_actions:
+        parts.append("Valid Actions:\n" + "\n".join(a.text for a in world.valid_actions(state)))
+    parts.append(f"Goal: {world.problem.goal_description}")
+    if cfg.progress:
+        lines = progress_lines(world, state)
+        parts.append("Progress:\n" + ("\n".join(lines) if lines else "nothing in progress"))
+    if cfg.history != 0:
+        shown = list(history) if cfg.history < 0 else list(history)[-cfg.history :]
+        first = len(history) - len(shown) + 1
+        listed = "\n".join(f"{first + k}. {a}" for k, a in enumerate(shown)) if shown else "none"
+        parts.append(f"Previous actions:\n{listed}")
+    if feedback:
+        parts.append(f"Feedback: {feedback}")
+    parts.append(QUESTION)
+    return "\n\n".join(parts)
+
+
+def build_messages(
+    world: World,
+    state: State,
+    history: list[str] | tuple[str, ...] = (),
+    cfg: PromptConfig = PromptConfig(),
+    feedback: str | None = None,
+) -> list[dict[str, str]]:
+    """The chat messages (system, user) for one decision."""
+    return [
+        {"role": "system", "content": system_message(cfg)},
+        {"role": "user", "content": user_message(world, state, history, cfg, feedback)},
+    ]

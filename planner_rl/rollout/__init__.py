@@ -1,0 +1,1 @@
+"""Rollout backends: turn prompts into sampled completions (`hf`: transformers `generate`)."""

@@ -1,0 +1,86 @@
+"""Batched generation with transformers' `generate` (KV cache, left padding), the CPU default rollout backend.
+
+Prompts arrive as token ids (from `encode_prompt`, i.e. through the tokenizer's chat template); completions come
+back as token ids cut after the first end-of-turn token, and as text without special tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Completion:
+    prompt_index: int  # which prompt it answers
+    token_ids: list[int]  # generated ids, up to and including the end-of-turn token when one was produced
+    text: str  # decoded without special tokens
+    finished: bool  # ended with an end-of-turn token (else it hit max_new_tokens)
+
+
+def encode_prompt(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a chat prompt, ending with the assistant header (`add_generation_prompt`)."""
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    return list(ids)
+
+
+def stop_ids(tokenizer) -> list[int]:
+    """Token ids that end an answer: the tokenizer's eos plus the chat end-of-turn marker when it has one."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
+        ids.add(im_end)
+    return sorted(ids)
+
+
+def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both [B, max_len], padded on the left so every prompt ends at the last column."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[row, width - len(s) :] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    *,
+    n: int = 1,
+    max_new_tokens: int = 32,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    batch_size: int = 32,
+) -> list[Completion]:
+    """n completions per prompt (greedy when temperature == 0), in prompt order; batches of `batch_size` prompts."""
+    stops = stop_ids(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    device = next(model.parameters()).device
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+    )
+    out: list[Completion] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        ids, mask = left_pad(chunk, pad)
+        seqs = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=n,
+            eos_token_id=stops,
+            pad_token_id=pad,
+            **sampling,
+        )  # [len(chunk) * n, width + new], each prompt's n samples adjacent
+        new = seqs[:, ids.shape[1] :].tolist()
+        for row, gen in enumerate(new):
+            end = next((k for k, t in enumerate(gen) if t in stops), None)
+            kept = gen if end is None else gen[: end + 1]
+            text = tokenizer.decode(kept, skip_special_tokens=True)
+            out.append(Completion(start + row // n, kept, text, end is not None))
+    return out

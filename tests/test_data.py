@@ -1,0 +1,145 @@
+"""The single-turn dataset: one example per expert-plan state, labels consistent with the expert and the parser,
+disjoint splits, zero ambiguity with the default prompt, a working expert cache and label noise."""
+
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from planner_rl import data as data_mod
+from planner_rl.data import ambiguity, build_dataset, check_disjoint, expert_trajectory, seed_list, task_list
+from planner_rl.env.tasks import EVAL_SEEDS
+from planner_rl.parsing import parse_completion
+from planner_rl.prompts import PromptConfig
+
+CONF = str((__import__("pathlib").Path(__file__).parents[1] / "conf").resolve())
+
+
+def _cfg(*overrides):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose("data", overrides=["num_proc=1", "expert_cache=null", *overrides])
+
+
+def test_seed_and_task_specs():
+    assert seed_list("3-6") == [3, 4, 5, 6] and seed_list(7) == [7] and seed_list([1, 5]) == [1, 5]
+    for bad in ["6-3", "x", "1-", [], [1, 1], [1, "2"], True, 1.5]:
+        with pytest.raises(ValueError, match="seeds"):
+            seed_list(bad, "env.train_seeds")
+    assert len(task_list("all")) == 10 and task_list([3, "burger"]) == ["burger", "burger"]
+    with pytest.raises(KeyError, match="unknown task"):
+        task_list(["pizza"])
+    with pytest.raises(ValueError, match=r"overlap on \[42\]"):
+        check_disjoint([1, 42], list(EVAL_SEEDS))
+
+
+@pytest.fixture(scope="module")
+def small():
+    cfg = _cfg("env.tasks=[cheese_sandwich,lettuce_sandwich]", "env.train_seeds=0-5", "env.test_seeds=[42,84]")
+    return build_dataset(cfg)
+
+
+def test_one_example_per_plan_state(small):
+    data, report = small
+    train, test = data["train"], data["test"]
+    assert set(train["seed"]) == set(range(6)) and set(test["seed"]) == {42, 84}
+    for split in (train, test):
+        instances = {(ex["task"], ex["seed"]): ex["t_gt"] for ex in split}
+        assert len(split) == sum(instances.values())  # steps 0..T-1 of every plan
+        for ex in split:
+            assert ex["expert_action"] in ex["optimal_actions"]
+            assert set(ex["optimal_actions"]) <= set(ex["valid_actions"])
+            assert len(ex["history"]) == ex["step"] < ex["t_gt"]
+            assert [m["role"] for m in ex["prompt"]] == ["system", "user"]
+            assert ex["label"] == ex["expert_action"] and not ex["label_corrupted"]
+            assert parse_completion(ex["target"], "action", ex["valid_actions"]).action == ex["expert_action"]
+    first = {(ex["task"], ex["seed"], ex["step"]): ex for ex in train}
+    for (task, seed, step), ex in first.items():  # histories are the plan's prefixes
+        if step:
+            prev = first[(task, seed, step - 1)]
+            assert ex["history"] == [*prev["history"], prev["expert_action"]]
+    assert report["ambiguity"]["rate"] == 0.0 and report["examples"] == {"train": len(train), "test": len(test)}
+
+
+def test_saved_dataset_loads_back(small, tmp_path):
+    from datasets import load_from_disk
+
+    data, _ = small
+    data.save_to_disk(tmp_path / "d")
+    back = load_from_disk(str(tmp_path / "d"))
+    assert back["train"][3] == data["train"][3] and len(back["test"]) == len(data["test"])
+
+
+def test_hidden_counters_and_ambiguity():
+    """Robotouille's text alone repeats prompts along a plan (the board shows no cut count), with one expert action
+    each on these plans; the default prompt gives every state its own prompt."""
+    args = ("env.tasks=[lettuce_sandwich]", "env.train_seeds=0-3", "env.test_seeds=[42]")
+    bare = build_dataset(_cfg(*args, "prompt.progress=false", "prompt.history=0"))[1]
+    assert bare["ambiguity"]["prompts"] < sum(bare["examples"].values())
+    assert bare["ambiguity"]["ambiguous"] == 0
+    default = build_dataset(_cfg(*args))[1]
+    assert default["ambiguity"]["prompts"] == sum(default["examples"].values()) and default["ambiguity"]["rate"] == 0
+    two = [
+        {"prompt": "p", "expert_action": "a"},
+        {"prompt": "p", "expert_action": "b"},
+        {"prompt": "q", "expert_action": "a"},
+    ]
+    assert ambiguity(two) == {"prompts": 2, "ambiguous": 1, "rate": 0.5}
+
+
+def test_think_format_targets_parse():
+    data, _ = build_dataset(_cfg("env.tasks=[burger]", "env.train_seeds=[1]", "env.test_seeds=[2]",
+                                 "prompt.output_format=think"))  # fmt: skip
+    for ex in data["train"]:
+        assert ex["target"].startswith("<think>")
+        assert parse_completion(ex["target"], "think", ex["valid_actions"]).action == ex["expert_action"]
+
+
+def test_label_noise_corrupts_targets_reproducibly():
+    args = ("env.tasks=[burger]", "env.train_seeds=0-3", "env.test_seeds=[9]")
+    noisy = build_dataset(_cfg(*args, "label_noise=1.0"))[0]["train"]
+    for ex in noisy:
+        others = set(ex["valid_actions"]) - {ex["expert_action"]}
+        assert ex["label_corrupted"] == bool(others)
+        assert ex["label"] in (others or {ex["expert_action"]})
+        assert ex["target"] == f"Action: {ex['label']}"
+    half = build_dataset(_cfg(*args, "label_noise=0.5"))[0]["train"]
+    again = build_dataset(_cfg(*args, "label_noise=0.5"))[0]["train"]
+    assert half["label"] == again["label"] and 0 < sum(half["label_corrupted"]) < len(half)
+
+
+def test_expert_cache_is_used(tmp_path, monkeypatch):
+    first = expert_trajectory("lettuce_sandwich", 2, str(tmp_path))
+    assert len(list(tmp_path.iterdir())) == 1
+
+    def no_solve(*a, **k):
+        raise AssertionError("solved again despite the cache")
+
+    monkeypatch.setattr(data_mod, "solve", no_solve)
+    assert expert_trajectory("lettuce_sandwich", 2, str(tmp_path)) == first
+    next(tmp_path.iterdir()).write_text("{broken")  # a damaged entry is solved again
+    monkeypatch.undo()
+    assert expert_trajectory("lettuce_sandwich", 2, str(tmp_path)) == first
+
+
+def test_cli_builds_and_refuses_overlapping_seeds(tmp_path):
+    out = tmp_path / "ds"
+    base = [
+        sys.executable,
+        "-m",
+        "planner_rl.data",
+        "env.tasks=[burger]",
+        "env.test_seeds=[42]",
+        f"expert_cache={tmp_path}/c",
+    ]
+    ok = subprocess.run([*base, "env.train_seeds=0-2", f"out_dir={out}"], capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "ambiguity 0/" in ok.stdout and (out / "dataset_dict.json").exists()
+    bad = subprocess.run(
+        [*base, "env.train_seeds=40-45", f"out_dir={out}"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert bad.returncode == 2 and "overlap on [42]" in bad.stderr
+
+
+def test_prompt_config_is_the_prompt_group():
+    assert PromptConfig(**_cfg().prompt) == PromptConfig()

@@ -1,0 +1,88 @@
+"""Prompts: Robotouille's observation word for word, then the hidden progress, the previous actions, feedback."""
+
+import pytest
+from kitchen import act, make_world
+
+from planner_rl.env.planner import solve
+from planner_rl.prompts import PromptConfig, build_messages, progress_lines, system_message, user_message
+
+ROW = [("table", 0, 0), ("table", 1, 0), ("board", 2, 0), ("stove", 3, 0), ("fryer", 4, 0), ("sink", 5, 0)]
+
+
+def test_user_message_starts_with_robotouille_observation(make_world):
+    world = make_world("lettuce_sandwich", 3)
+    sol = solve(world)
+    for k in (0, 5, len(sol.plan) - 1):
+        state = sol.states[k]
+        text = user_message(world, state, sol.texts[:k])
+        assert text.startswith(world.observation(state) + "\n\nProgress:\n")
+        assert text.endswith("\n\nWhat is the next action?")
+
+
+def test_sections_follow_the_config(make_world):
+    world = make_world("burger")
+    s = world.initial_state
+    bare = user_message(world, s, [], PromptConfig(valid_actions=False, progress=False, history=0))
+    assert "Valid Actions:" not in bare and "Progress:" not in bare and "Previous actions:" not in bare
+    assert bare == f"{world.describe_state(s)}\n\nGoal: {world.problem.goal_description}\n\nWhat is the next action?"
+    history = [f"a{k}" for k in range(1, 8)]
+    text = user_message(world, s, history, PromptConfig(history=3), feedback="The action 'x' is not valid.")
+    assert "Previous actions:\n5. a5\n6. a6\n7. a7\n\nFeedback: The action 'x' is not valid.\n\nWhat" in text
+    assert "Previous actions:\n1. a1\n" in user_message(world, s, history, PromptConfig(history=-1))
+    assert "Previous actions:\nnone" in user_message(world, s, [], PromptConfig())
+    assert "Progress:\nnothing in progress" in user_message(world, s, [], PromptConfig())
+
+
+def test_system_message_names_the_output_format():
+    assert "`Action: <action>`" in system_message(PromptConfig())
+    assert "<think>" in system_message(PromptConfig(output_format="think"))
+    with pytest.raises(ValueError, match="output format"):
+        PromptConfig(output_format="json")
+    with pytest.raises(ValueError, match=r"prompt\.history"):
+        PromptConfig(history=-2)
+
+
+def test_progress_lines_count_cuts_and_cook_timers():
+    w = make_world(ROW, items=[("patty", 3, 0, 0, ["iscookable"]), ("lettuce", 2, 0, 0, ["iscuttable"])])
+    s = act(w, w.initial_state, "Move robot1 from table1 to stove1")
+    expected = [
+        ("Cook patty1 on stove1 using robot1", ["patty1 is cooked after 3 more steps"]),
+        (
+            "Pick up patty1 from stove1 using robot1",
+            ["patty1 is cooked after 3 more steps (paused: it is off its station)"],
+        ),
+        ("Place patty1 on stove1 using robot1", ["patty1 is cooked after 2 more steps"]),
+        ("Move robot1 from stove1 to board1", ["patty1 is cooked after 1 more step"]),
+        ("Cut lettuce1 on board1 using robot1", ["lettuce1 is cut after 2 more cut actions"]),  # patty done
+        ("Cut lettuce1 on board1 using robot1", ["lettuce1 is cut after 1 more cut action"]),
+        ("Cut lettuce1 on board1 using robot1", []),
+    ]
+    for action, lines in expected:
+        s = act(w, s, action)
+        assert progress_lines(w, s) == lines, action
+    assert w.holds(s, "iscooked", "patty1") and w.holds(s, "iscut", "lettuce1")
+
+
+def test_messages_are_system_then_user(make_world):
+    world = make_world("cheese_sandwich")
+    msgs = build_messages(world, world.initial_state)
+    assert [m["role"] for m in msgs] == ["system", "user"]
+
+
+def test_default_prompt_tells_apart_states_robotouille_text_does_not():
+    """States with equal observation text (hidden cut counts, cook timers) get different default prompts, so any
+    function of the state, like the expert's action, is a function of the prompt."""
+    import random
+
+    w = make_world(ROW, items=[("patty", 3, 0, 0, ["iscookable"]), ("lettuce", 2, 0, 0, ["iscuttable"])])
+    rng, by_text = random.Random(0), {}
+    for _ in range(30):
+        s = w.initial_state
+        for _ in range(25):
+            by_text.setdefault(w.observation(s), set()).add(s)
+            s = w.step(s, rng.choice(w.valid_actions(s)))
+    shared = [states for states in by_text.values() if len(states) > 1]
+    assert shared  # the observation text does hide state
+    for states in shared:
+        prompts = {user_message(w, s, [], PromptConfig(history=0)) for s in states}
+        assert len(prompts) == len(states)
