@@ -6,7 +6,9 @@ from collections import deque
 
 import pytest
 
+from planner_rl.env.heuristic import Heuristic
 from planner_rl.env.planner import cost_to_go, heuristic_for, optimal_actions, solve
+from planner_rl.env.world import State
 
 # (task, seed): reachable spaces of 288 to 26,208 states, all small enough to enumerate in about a second.
 INSTANCES = [(3, None), (0, None), (0, 2), (3, 5), (1, None), (4, None), (4, 2)]
@@ -73,3 +75,18 @@ def test_cost_to_go_and_optimal_actions_off_the_plan(spaces, key):
         assert cost_to_go(world, s) == dist[s]
         expected = [a for a in world.valid_actions(s) if dist[world.step(s, a)] == dist[s] - 1]
         assert optimal_actions(world, s) == expected
+
+
+@pytest.mark.parametrize("key", [(9, None), (8, None)])
+def test_branch_and_bound_equals_every_leaf(make_world, key):
+    """The heuristic's pruning (bounds on goal station and role assignments, leaves cut short or skipped when they
+    can add nothing) never changes its value: on configurations that a solve of a two-station goal evaluates, it
+    equals the bound (least total and bonus stations) computed over every leaf."""
+    world = make_world(*key)
+    solve(world)
+    cache = heuristic_for(world)._cache
+    full = Heuristic(world)
+    full.prune = False
+    configs = list(cache)[:: max(1, len(cache) // 30)]
+    for atoms, effects in configs:
+        assert full._evaluate(State(atoms, effects)) == cache[(atoms, effects)]

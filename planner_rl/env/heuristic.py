@@ -43,10 +43,24 @@ All these counts are of disjoint actions of any plan that reaches the goal throu
 admissible. It is not claimed consistent (the planner does not rely on it).
 
 Computation: the part that does not depend on the robot's station is cached per configuration as (bound, stations
-where the start bonus applies). The minimum over assignments is a branch and bound: goal stations first, then
-roles, each bounded below by per-role costs no assignment can beat; candidates alike in every respect the bound
-sees (kind, properties, alone on alike stations) are tried once, and goal station groups that look alike are
-assigned in station order only.
+where the start bonus applies). The value is defined over *leaves* (complete assignments of goal stations and
+roles; candidates alike in every respect the bound sees (kind, properties, alone on alike stations) are tried in
+one order only, and so are goal station groups that look alike): the least leaf total, and the union of the bonus
+stations of the leaves that reach it. It is found by a branch and bound whose pruning never changes it (a test
+compares it with the enumeration of every leaf, `Heuristic.prune = False`), since everything it discards has a
+lower bound above the best total so far, or, at a tie, bonus stations already collected:
+- a leaf's total is at least the sum of its roles' costs (`iso`: a candidate's cost with the most optimistic
+  kept prefix) plus the actions that no role's cost counts and that the assignment already forces (legs of items
+  no role may take above a candidate that leaves, or at the bottom of a goal station with an item_on role, or
+  given no role there; a processing class that must be used and whose stations all hold, at the bottom, an item
+  given no role; 2 for a held item given no role), less the end slack (2 only where the end can be granted);
+- inside a leaf, the terms are added cheapest first and the leaf is dropped as soon as its partial total exceeds
+  the best (every later term is >= 0, but for the end, which is subtracted before the check), or equals it while
+  every bonus station it could add is there already;
+- roles with a single possible candidate are assigned first; the order of roles and of goal station assignments
+  only changes how early leaves are pruned.
+Costs of a role's candidates are alike at every station where none of them lies or is processed last (`iso`,
+`special`), so the per-station work is done once per role for all such stations.
 """
 
 from __future__ import annotations
@@ -72,6 +86,7 @@ class Heuristic:
         self.items = items = w.by_type.get("item", [])
         self.stations = stations = w.by_type.get("station", [])
         self.enabled = len(players) == 1 and bool(items)
+        self.prune = True  # False: no branch and bound, every leaf evaluated (same value; for tests)
         if not self.enabled:
             return
         p = players[0]
@@ -329,6 +344,7 @@ class _Eval:
             key=sorted,
         )
         self.proc_stations = set().union(*self.proc_classes) if self.proc_classes else set()
+        self.playable = {c for d in self.need for c, nd in d.items() if nd is not None}  # candidates some role may take
         # Per role: the stations where its candidates' costs can differ from those at any other station (where a
         # candidate lies, where its last processing can happen); see `iso`.
         self.special: list[set[int]] = []
@@ -344,7 +360,6 @@ class _Eval:
             self.special.append(sp)
         self._iso: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self._legs_memo: dict[tuple[int, int, int], tuple[int, int, bool]] = {}
-        self._class_memo: dict[int, tuple] = {}
         self._moves_memo: dict[tuple[int, int, int], tuple] = {}
 
     # --- optimistic per-role costs ---------------------------------------------------------------------------
@@ -354,10 +369,14 @@ class _Eval:
         key = (k, c, t)
         out = self._moves_memo.get(key)
         if out is None:
-            need, n = self.need[k][c]
-            lg, pl, ip = self._legs(k, c, t)
-            classes = tuple(self.h.proc_at[(q, c)] for j, q in enumerate(need) if not (j == 0 and ip)) if pl else ()
-            out = self._moves_memo[key] = (n, lg, pl, ip, classes)
+            tc = t if t < 0 or t in self.special[k] else -2  # alike outside `special[k]` (see `iso`)
+            out = self._moves_memo.get((k, c, tc))
+            if out is None:
+                need, n = self.need[k][c]
+                lg, pl, ip = self._legs(k, c, tc)
+                classes = tuple(self.h.proc_at[(q, c)] for j, q in enumerate(need) if not (j == 0 and ip)) if pl else ()
+                out = self._moves_memo[(k, c, tc)] = (n, lg, pl, ip, classes)
+            self._moves_memo[key] = out
         return out
 
     def _legs(self, k: int, c: int, t: int) -> tuple[int, int, bool]:
@@ -416,8 +435,10 @@ class _Eval:
                 continue
             need, n = nd
             if c == self.held:
+                # `_leaf` charges 2 + LEG * (legs - 1) at least, but 1 + ... for a role with no station and no
+                # processing leg
                 legs, pl, _ = self._legs(k, c, t)
-                cost = n - pl + (1 + LEG * (legs - 1) if legs else 0)
+                cost = n - pl + ((2 if r.tv >= 0 or pl else 1) + LEG * (legs - 1) if legs else 0)
             elif c not in self.where:
                 cost = n
             else:
@@ -445,6 +466,7 @@ class _Eval:
         roles = h.roles
         nr = len(roles)
         self.best = INF
+        self.bar = INF  # what pruning compares with: the best so far, or INF to enumerate every leaf (tests)
         self.bonus: set[int] = set()
         const = 0
         for k in range(nr):
@@ -453,35 +475,41 @@ class _Eval:
                 if not lst:
                     return INF, frozenset()
                 const += lst[0][0]
+        # per goal station group and station: the least sum of its roles' costs there; a role's cost differs from
+        # its cost at any other station only at its `special` stations
         gmin: list[dict[int, int]] = []
         for j, cands in enumerate(h.scands):
             group = h.group_roles[j]
-            special = set().union(*(self.special[k] for k in group))
-            default = None
-            d = {}
-            for t in cands:
-                if t not in special and default is not None:
-                    d[t] = default
-                    continue
-                total = 0
-                for k in group:
-                    lst = self.iso(k, t)
-                    if not lst:
-                        total = INF
-                        break
-                    total += lst[0][0]
-                d[t] = total
-                if t not in special:
-                    default = total
+            lows = [self.iso(k, -2) for k in group]
+            if not all(lows):
+                d = dict.fromkeys(cands, INF)
+            else:
+                d = dict.fromkeys(cands, sum(lst[0][0] for lst in lows))
+                for k, lst in zip(group, lows, strict=True):
+                    for t in self.special[k]:
+                        if t in d:
+                            d[t] += self.iso(k, t)[0][0] - lst[0][0]
+            if h.group_base[j] >= 0:
+                for t in cands:
+                    st = self.stacks.get(t)
+                    if st and st[0] not in self.playable:
+                        d[t] += LEG  # see `bottom_extra`
             gmin.append(d)
         loose, ends = h.loose, self.end_stations
         if len(gmin) == 2 and not loose:
             g0, g1 = gmin
-            combos = []
-            for combo in h.combos:
-                a, b = combo
-                slack = 2 if ends and (a in ends or b in ends) else 0
-                combos.append((const + g0[a] + g1[b] - slack, slack, combo))
+            if not ends:
+                combos = [(const + g0[c[0]] + g1[c[1]], 0, c) for c in h.combos]
+            else:
+                combos = []
+                for c in h.combos:
+                    if c[0] in ends or c[1] in ends:
+                        combos.append((const + g0[c[0]] + g1[c[1]] - 2, 2, c))
+                    else:
+                        combos.append((const + g0[c[0]] + g1[c[1]], 0, c))
+        elif len(gmin) == 1 and not loose:
+            g0 = gmin[0]
+            combos = [(const + g0[c[0]] - (2 if c[0] in ends else 0), 2 if c[0] in ends else 0, c) for c in h.combos]
         else:
             combos = []
             for combo in h.combos:
@@ -491,73 +519,192 @@ class _Eval:
         # does not matter to the result (the least total, and the union of the bonus sets of the leaves reaching
         # it); the lowest first prunes most.
         combos.sort()
+        self._prepare()
         for lb, slack, combo in combos:
-            if lb > self.best:
+            if lb > self.bar:
                 break
             self._assign(combo, slack)
         if self.best >= INF:
             return INF, frozenset()
         return self.best, frozenset(self.bonus)
 
+    def _prepare(self) -> None:
+        """What `_assign` needs that does not depend on the goal stations."""
+        stacks, where = self.stacks, self.where
+        self._last = {}  # candidate -> the last role that may take it
+        self._bottoms = [(cls, [(b, stacks[b][0] if b in stacks else None) for b in cls]) for cls in self.proc_classes]
+        alone: dict[int, int] = {}  # candidate alone on its station -> that station
+        for k, d in enumerate(self.need):
+            for c, nd in d.items():
+                if nd is None:
+                    continue
+                self._last[c] = k
+                if c in alone or c == self.held:
+                    continue
+                s = where[c][0]
+                if len(stacks[s]) == 1:
+                    alone[c] = s
+        objects = self.h.world.objects
+        kinds: dict[str, int] = {}
+        for c in alone:
+            kinds[objects[c].kind] = kinds.get(objects[c].kind, 0) + 1
+        members: dict[tuple, list[int]] = {}
+        for c, s in alone.items():
+            if kinds[objects[c].kind] > 1:  # the class key starts with the kind: others are alone in their class
+                members.setdefault(self._class_key(c, s), []).append(c)
+        # groups of candidates alone on their stations and alike in every respect the bound sees: (item, station)
+        self._alike = [[(c, where[c][0]) for c in sorted(g)] for g in members.values() if len(g) > 1]
+        # Roles with a single possible candidate are assigned first. This keeps the interchangeable-candidate rule
+        # (`earlier`: members of a group are given to roles in role order) intact, because such a candidate is in
+        # no group: a member of its group would be possible for the same roles. Checked; else the plain order.
+        cands = [[c for c, nd in d.items() if nd is not None] for d in self.need]
+        grouped = {c for g in self._alike for c, _ in g}
+        forced = [k for k, cs in enumerate(cands) if len(cs) == 1 and cs[0] not in grouped]
+        self._forced = forced
+        self._free = [k for k in range(len(cands)) if k not in forced]
+        pos = {k: i for i, k in enumerate(self._free)}
+        self._settles: dict[int, int] = {}  # candidate -> index in _free after which it is settled, -1: by forced
+        for k, cs in enumerate(cands):
+            for c in cs:
+                self._settles[c] = max(self._settles.get(c, -1), pos.get(k, -1))
+        # per role, its list where it has no goal station (and a place for the others); per goal station group and
+        # station, its roles' lists there
+        self._lists0 = [self.iso(k, -1) if r.tv < 0 else None for k, r in enumerate(self.h.roles)]
+        self._glists: dict[tuple[int, int], list] = {}
+
     def _assign(self, tsig: tuple[int, ...], slack: int) -> None:
+        """Every leaf of one assignment of goal stations, less those the bound prunes. The roles with one possible
+        candidate are assigned first (see `_prepare`): the order of the roles only changes what is pruned when."""
         h = self.h
         roles = h.roles
         nr = len(roles)
-        lists = [self.iso(k, tsig[roles[k].tv] if roles[k].tv >= 0 else -1) for k in range(nr)]
-        rem = [0] * (nr + 1)
-        for k in range(nr - 1, -1, -1):
-            rem[k] = rem[k + 1] + lists[k][0][0]
-        # interchangeable candidates: alone on a station outside tsig, alike in kind, properties and station
-        targets = set(tsig)
-        cls: dict[int, tuple] = {}
-        stacks, where = self.stacks, self.where
-        for k in range(nr):
-            for _, c in lists[k]:
-                if c in cls or c == self.held:
-                    continue
-                s, _lvl = where[c]
-                if s in targets or len(stacks[s]) != 1:
-                    continue
-                key = self._class_memo.get(c)
-                if key is None:
-                    key = self._class_memo[c] = self._class_key(c, s)
-                cls[c] = key
-        members: dict[tuple, list[int]] = {}
-        for c, key in cls.items():
-            members.setdefault(key, []).append(c)
-        earlier: dict[int, list[int]] = {}
-        for group in members.values():
-            group.sort()
-            for n, c in enumerate(group):
-                earlier[c] = group[:n]
-        self._classes = [g for g in members.values() if len(g) > 1]
-        # per role and candidate: its moves towards this assignment's station, its station, where it lies
-        self._info = []
-        for k in range(nr):
-            t = tsig[roles[k].tv] if roles[k].tv >= 0 else -1
-            self._info.append({c: (*self._moves(k, c, t), t, where.get(c)) for _, c in lists[k]})
+        self._tk = tk = [tsig[roles[k].tv] if roles[k].tv >= 0 else -1 for k in range(nr)]  # each role's station
+        self._blocked = [
+            (cls, [y for _, y in bottoms])
+            for cls, bottoms in self._bottoms
+            if all(y is not None and b not in tsig for b, y in bottoms)
+        ]
+        lists = list(self._lists0)
+        for j, t in enumerate(tsig):
+            gl = self._glists.get((j, t))
+            if gl is None:
+                gl = self._glists[(j, t)] = [self.iso(k, t) for k in h.group_roles[j]]
+            for k, lst in zip(h.group_roles[j], gl, strict=True):
+                lists[k] = lst
         assign = [0] * nr
         used: set[int] = set()
+        partial = self.bottom_extra(tsig)
+        forced, free = self._forced, self._free
+        for k in forced:
+            cost, c = lists[k][0]
+            if c in used:
+                return
+            used.add(c)
+            assign[k] = c
+            partial += cost
+        nf = len(free)
+        rem = [0] * (nf + 1)
+        for i in range(nf - 1, -1, -1):
+            rem[i] = rem[i + 1] + lists[free[i]][0][0]
+        # interchangeable candidates: alone on a station outside tsig, alike in kind, properties and station
+        stacks = self.stacks
+        earlier: dict[int, list[int]] = {}
+        self._classes = []
+        for group in self._alike:
+            group = [c for c, s in group if s not in tsig]
+            for n, c in enumerate(group):
+                earlier[c] = group[:n]
+            if len(group) > 1:
+                self._classes.append(group)
+        # The item at the bottom of a goal station whose group has an item_on role is picked unless it plays that
+        # role (`_leaf`: the kept prefix is empty, so the whole stack must be picked); given no role, it is a leg
+        # that no role's cost counts (and no `free_above` charge: nothing is below it). Known once the last role
+        # that may take it is assigned.
+        settled: list[list[int]] = [[] for _ in range(nf)]  # per free role: bottom items settled once it is assigned
+        for j, t in enumerate(tsig):
+            st = stacks.get(t)
+            if st and h.group_base[j] >= 0:
+                at = self._settles.get(st[0])
+                if at is None:
+                    continue
+                if at < 0:
+                    if st[0] not in used:
+                        partial += LEG
+                else:
+                    settled[at].append(st[0])
+        # A processing class into which a forced role's candidate must be put (it is not where it lies), all of whose
+        # stations are outside the goal stations and have at their bottom an item that ends up with no role, needs
+        # one of them emptied: such an item is not picked (it does not leave, nothing below it does), so `_leaf`'s
+        # `board_extra` counts a leg for the class that nothing else here counts. Known once those items settle.
+        into: set[frozenset] = set()
+        where = self.where
+        for k in forced:
+            c, t = assign[k], tk[k]
+            pos = where.get(c)
+            if pos is None or pos[0] != t:
+                mv = self._moves_memo.get((k, c, t)) or self._moves(k, c, t)
+                if mv[2]:
+                    into.update(mv[4])
+        blocks: list[list[list[int]]] = [[] for _ in range(nf)]
+        for cls, ys in self._blocked:
+            if cls in into:
+                at = max(self._settles.get(y, -1) for y in ys)
+                if at >= 0:
+                    blocks[at].append(ys)
+                elif not any(y in used for y in ys):
+                    partial += LEG
         self.slack = slack
+        # A held item that ends up with no role costs 2 (`_leaf`: put down, and a move unless where it stands)
+        # whenever the rest of the total is positive, which the bound so far (it counts nothing for that item)
+        # shows; known once the last role that may take it is assigned.
+        held, hold_at = self.held, nf
+        if held is not None and held >= 0:
+            hold_at = self._settles.get(held, -1)
+            if hold_at < 0 and held not in used and partial + rem[0] - slack > 0:
+                partial += 2
+        if partial + rem[0] - slack > self.bar:
+            return
 
-        def rec(k: int, partial: int) -> None:
-            if k == nr:
+        def rec(i: int, partial: int) -> None:
+            if i == nf:
                 self._leaf(tsig, assign)
                 return
+            k = free[i]
+            fin = settled[i]
+            blk = blocks[i]
             for cost, c in lists[k]:
-                if partial + cost + rem[k + 1] - slack > self.best:
+                if partial + cost + rem[i + 1] - slack > self.bar:
                     return
                 if c in used:
                     continue
                 e = earlier.get(c)
                 if e and any(x not in used for x in e):
                     continue
+                p = partial + cost
+                if fin:
+                    p += LEG * sum(1 for x in fin if x != c and x not in used)
+                for ys in blk:
+                    if not any(y == c or y in used for y in ys):
+                        p += LEG
+                if i == hold_at and c != held and held not in used and p + rem[i + 1] - slack > 0:
+                    p += 2
+                if p != partial + cost and p + rem[i + 1] - slack > self.bar:
+                    continue
                 used.add(c)
                 assign[k] = c
-                rec(k + 1, partial + cost)
+                rec(i + 1, p)
                 used.discard(c)
 
-        rec(0, 0)
+        rec(0, partial)
+
+    def bottom_extra(self, tsig: tuple[int, ...]) -> int:
+        """Legs of the items at the bottom of goal stations with an item_on role that no role may be given."""
+        extra = 0
+        for j, t in enumerate(tsig):
+            st = self.stacks.get(t)
+            if st and self.h.group_base[j] >= 0 and st[0] not in self.playable:
+                extra += LEG
+        return extra
 
     def _class_key(self, c: int, s: int) -> tuple:
         h = self.h
@@ -580,7 +727,10 @@ class _Eval:
         # kept prefixes: the bottom part of each target station that can stay as it is
         kept: dict[int, int] = {}
         for j, t in enumerate(tsig):
-            st = stacks.get(t, ())
+            st = stacks.get(t)
+            if not st:
+                kept[t] = 0
+                continue
             base = h.group_base[j]
             n = 0
             for idx, x in enumerate(st):
@@ -618,11 +768,14 @@ class _Eval:
         first_cls: dict[int, frozenset] = {}
         into: set[frozenset] = set()
         lowest: dict[int, int] = {}  # station -> lowest level of an item that leaves it or is processed there
-        info = self._info
+        moves = self._moves_memo
         leg_sum = 0
         for k, c in enumerate(assign):
-            n, lg, pl, ip, classes, t, pos = info[k][c]
+            t = self._tk[k]
+            mv = moves.get((k, c, t))
+            n, lg, pl, ip, classes = mv if mv is not None else self._moves(k, c, t)
             proc += n
+            pos = where.get(c)
             if pos is not None:
                 if pos[0] == t and pos[1] < kept[t]:
                     continue
@@ -638,7 +791,7 @@ class _Eval:
                 legs[c] = lg
                 if c != held:
                     leg_sum += lg
-        if proc - chains + LEG * leg_sum - self.slack > self.best:
+        if proc - chains + LEG * leg_sum - self.slack > self.bar:
             return  # the terms below only add, but for `end` (at most the slack): this leaf cannot reach the best
         # everything above an item that must be picked, and above a kept prefix, must be picked too: on a station,
         # everything from its lowest leaving item, or above its lowest item processed in place, or above its kept
@@ -688,7 +841,7 @@ class _Eval:
                     if ky is not None and roles[ky].clear:
                         end = 2
         base = total - end
-        if base > self.best:
+        if base > self.bar:
             return  # what follows only adds (order extras, the held item's terms): this leaf cannot reach the best
         # the held item's terms: they do not depend on the order constraints, but for the sign of the total (later)
         hterm, bonus, later = 0, None, False
@@ -718,9 +871,9 @@ class _Eval:
                 bonus = self._clear_stations(must)
             else:
                 later = True  # 2 more only if the order constraints cost something
-        if base + hterm > self.best:
+        if base + hterm > self.bar:
             return
-        if base + hterm == self.best and not later:
+        if base + hterm == self.bar and not later:
             # at best a tie, which only adds its bonus stations: skip it if they (a superset of them, for an empty
             # hand, whose bonus depends on the order constraints) are there already
             if held is None:
@@ -742,6 +895,8 @@ class _Eval:
         if total < self.best:
             self.best = total
             self.bonus = set()
+            if h.prune:
+                self.bar = total
         if total == self.best and bonus:
             self.bonus |= self._expand(bonus)
 

@@ -13,10 +13,11 @@ How it is computed, exactly:
    its remaining budget. Every valid action of s is tested, which gives the set of optimal actions; the first one
    in valid-action order is the canonical step. The walk then continues from its successor, whose cost-to-go is
    d - 1.
-The bounded searches share what they learn: upper bounds (a goal was reached within so many steps), lower bounds (a
-search with budget b from a node failed, so its cost-to-go exceeds b; and d(n) >= L - g(n) for every node A* saw at
-depth g(n)), and the successor lists. Lower bounds only ever prune, and upper bounds only ever confirm, so the
-answers are exact whatever the heuristic's slack; only the work depends on it.
+The bounded searches share what they learn: upper bounds (a goal was reached within so many steps, by a search or
+along the path A* found), lower bounds (a search with budget b from a node failed, so its cost-to-go exceeds b; and
+d(n) >= L - g(n) for every node A* saw at depth g(n)), the successor lists and the class of every state seen.
+Lower bounds only ever prune, and upper bounds only ever confirm, so the answers are exact whatever the heuristic's
+slack; only the work depends on it.
 """
 
 from __future__ import annotations
