@@ -562,6 +562,7 @@ class _Eval:
         forced = [k for k, cs in enumerate(cands) if len(cs) == 1 and cs[0] not in grouped]
         self._forced = forced
         self._free = [k for k in range(len(cands)) if k not in forced]
+        self._rank = {k: i for i, k in enumerate(forced + self._free)}  # role -> place in the assignment order
         pos = {k: i for i, k in enumerate(self._free)}
         self._settles: dict[int, int] = {}  # candidate -> index in _free after which it is settled, -1: by forced
         for k, cs in enumerate(cands):
@@ -606,16 +607,7 @@ class _Eval:
         rem = [0] * (nf + 1)
         for i in range(nf - 1, -1, -1):
             rem[i] = rem[i + 1] + lists[free[i]][0][0]
-        # interchangeable candidates: alone on a station outside tsig, alike in kind, properties and station
         stacks = self.stacks
-        earlier: dict[int, list[int]] = {}
-        self._classes = []
-        for group in self._alike:
-            group = [c for c, s in group if s not in tsig]
-            for n, c in enumerate(group):
-                earlier[c] = group[:n]
-            if len(group) > 1:
-                self._classes.append(group)
         # The item at the bottom of a goal station whose group has an item_on role is picked unless it plays that
         # role (`_leaf`: the kept prefix is empty, so the whole stack must be picked); given no role, it is a leg
         # that no role's cost counts (and no `free_above` charge: nothing is below it). Known once the last role
@@ -664,6 +656,33 @@ class _Eval:
                 partial += 2
         if partial + rem[0] - slack > self.bar:
             return
+        # A candidate above the bottom of its own goal station costs what `iso` charges for keeping it only if the
+        # group's item_on role takes that bottom item (`_leaf`'s kept prefix starts there); else it is not kept and
+        # costs its moves. Known when that role is assigned before it.
+        alt: dict[tuple[int, int], tuple[int, int, int]] = {}  # (role, candidate) -> (base role, bottom, extra)
+        rank = self._rank
+        for k in free:
+            t = tk[k]
+            b = h.group_base[roles[k].tv] if t >= 0 else -1
+            if b < 0 or rank[b] >= rank[k]:
+                continue
+            for cost, c in lists[k]:
+                pos = where.get(c)
+                if pos is None or pos[0] != t or pos[1] == 0:
+                    continue
+                n, lg, pl, ip, _ = self._moves_memo.get((k, c, t)) or self._moves(k, c, t)
+                full = n - pl + LEG * lg + (LEG * self.free_above.get(c, 0) if lg or ip else 0)
+                if full > cost:
+                    alt[(k, c)] = (b, stacks[t][0], full - cost)
+        # interchangeable candidates: alone on a station outside tsig, alike in kind, properties and station
+        earlier: dict[int, list[int]] = {}
+        self._classes = []
+        for group in self._alike:
+            group = [c for c, s in group if s not in tsig]
+            for n, c in enumerate(group):
+                earlier[c] = group[:n]
+            if len(group) > 1:
+                self._classes.append(group)
 
         def rec(i: int, partial: int) -> None:
             if i == nf:
@@ -681,6 +700,10 @@ class _Eval:
                 if e and any(x not in used for x in e):
                     continue
                 p = partial + cost
+                if alt:
+                    a = alt.get((k, c))
+                    if a is not None and assign[a[0]] != a[1]:
+                        p += a[2]
                 if fin:
                     p += LEG * sum(1 for x in fin if x != c and x not in used)
                 for ys in blk:
