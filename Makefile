@@ -37,4 +37,4 @@ bench-env: $(STAMP)  ## env steps/s and expert planning time per task
 	$(PY) -m planner_rl.bench_env
 
 clean:  ## remove caches and run outputs (keeps .venv)
-	rm -rf .pytest_cache .ruff_cache .hypothesis outputs multirun
+	rm -rf .pytest_cache .ruff_cache .hypothesis outputs multirun data

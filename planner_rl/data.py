@@ -128,19 +128,6 @@ def expert_trajectory(task: str, seed: int | None, cache_dir: str | None = None)
     return traj
 
 
-def _solve_job(job: tuple[str, int | None, str | None]) -> Trajectory:
-    return expert_trajectory(*job)
-
-
-def expert_trajectories(jobs: list[tuple[str, int | None]], cache_dir: str | None, num_proc: int) -> list[Trajectory]:
-    """Solve every (task, seed), in parallel when num_proc > 1; results in the order of `jobs`."""
-    args = [(task, seed, cache_dir) for task, seed in jobs]
-    if num_proc <= 1 or len(jobs) < 4:
-        return [_solve_job(a) for a in args]
-    with ProcessPoolExecutor(num_proc) as pool:
-        return list(pool.map(_solve_job, args, chunksize=max(1, len(args) // (8 * num_proc))))
-
-
 # --- examples ----------------------------------------------------------------------------------------------------
 def trajectory_examples(
     traj: Trajectory, prompt: PromptConfig, label_noise: float = 0.0, label_noise_seed: int = 0
@@ -185,11 +172,23 @@ def ambiguity(examples: list[dict]) -> dict:
     return {"prompts": len(actions), "ambiguous": bad, "rate": bad / max(1, len(actions))}
 
 
-def build_examples(tasks: list[str], seeds: list[int], prompt: PromptConfig, cfg: dict) -> list[dict]:
-    jobs = [(t, s) for t in tasks for s in seeds]
-    trajs = expert_trajectories(jobs, cfg.get("expert_cache"), cfg.get("num_proc", 1))
-    noise, noise_seed = cfg.get("label_noise", 0.0), cfg.get("label_noise_seed", 0)
-    return [ex for traj in trajs for ex in trajectory_examples(traj, prompt, noise, noise_seed)]
+def _instance_job(job: tuple) -> list[dict]:
+    task, seed, prompt, opts = job
+    traj = expert_trajectory(task, seed, opts.get("expert_cache"))
+    return trajectory_examples(traj, prompt, opts.get("label_noise", 0.0), opts.get("label_noise_seed", 0))
+
+
+def build_examples(tasks: list[str], seeds: list[int], prompt: PromptConfig, opts: dict) -> list[dict]:
+    """Examples of every (task, seed), in that order; each instance is solved (or read from the cache) and rendered
+    in one job, in `opts["num_proc"]` processes."""
+    jobs = [(t, s, prompt, opts) for t in tasks for s in seeds]
+    num_proc = opts.get("num_proc", 1)
+    if num_proc <= 1 or len(jobs) < 4:
+        chunks = map(_instance_job, jobs)
+        return [ex for chunk in chunks for ex in chunk]
+    with ProcessPoolExecutor(num_proc) as pool:
+        chunks = pool.map(_instance_job, jobs, chunksize=2)  # small chunks: solve times vary 1000x
+        return [ex for chunk in chunks for ex in chunk]
 
 
 def build_dataset(cfg: DictConfig) -> tuple[object, dict]:

@@ -104,11 +104,23 @@ class World:
         self.actions: list[GroundAction] = []
         for schema in domain.actions:
             static = [lit for lit in schema.precons if lit.predicate not in fluent]
-            for args in itertools.product(*(self.by_type.get(t, []) for t in schema.param_types)):
+            # Static one-parameter preconditions (`isboard(s1)`) filter each parameter's objects before the product;
+            # the order of the product, hence of valid actions, is unchanged.
+            unary = [lit for lit in static if len(lit.params) == 1]
+            rest = [lit for lit in static if len(lit.params) != 1]
+            domains = [
+                [
+                    o
+                    for o in self.by_type.get(t, [])
+                    if all(self._holds(init, lit, {p: o}) for lit in unary if lit.params[0] == p)
+                ]
+                for p, t in zip(schema.params, schema.param_types, strict=True)
+            ]
+            for args in itertools.product(*domains):
                 if len(set(args)) != len(args):
                     continue
                 bind = dict(zip(schema.params, args, strict=True))
-                if not all(self._holds(init, lit, bind) for lit in static):
+                if not all(self._holds(init, lit, bind) for lit in rest):
                     continue
                 pos = neg = add = delete = 0
                 for lit in schema.precons:
