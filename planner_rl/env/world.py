@@ -501,13 +501,13 @@ class _Symmetry:
         return (names, own, i) if i in self.pinned else (names, own)
 
     def key(self, state: State):
-        """The class key; equal in value to `_key_slow`, computed from the set bits only."""
+        """The class key, computed from the set bits only."""
         if not self.enabled:
             return state
         atoms = state.atoms
         robot = self.loc_of.get(atoms & self.loc_mask)
         if robot is None:
-            return self._key_slow(state)  # no single robot place: the general path
+            return state  # not exactly one robot place (not a reachable state): no reduction, still sound
         fx: dict[int, list] = {}
         pins: set[int] = set()
         for eid, counters in state.effects:
@@ -533,7 +533,7 @@ class _Symmetry:
             else:
                 held = i
         if seen != self.all_items or count != len(self.items):
-            return self._key_slow(state)  # an item out of play or in two places: the general path
+            return state  # an item out of play or in two places: no reduction, still sound
         plain, unary_mask = self._plain, self.unary_mask
         free, fixed = [], []
         for s in self.stations:
@@ -556,41 +556,6 @@ class _Symmetry:
                 fixed.append((s, desc))
             else:
                 free.append(desc)
-        free.sort()
-        held_desc = None if held is None else self._item(atoms, held, fx)
-        return (held_desc, tuple(free), tuple(fixed))
-
-    def _key_slow(self, state: State):
-        atoms = state.atoms
-        fx: dict[int, list] = {}
-        pins: set[int] = set()
-        for eid, counters in state.effects:
-            obj = self.world.effects[eid].obj
-            fx.setdefault(obj, []).append((self.effect_shape[eid], counters))
-            pins |= self.effect_pins[eid]
-        bottom: dict[int, int] = {}
-        above: dict[int, int] = {}
-        held = None
-        for i in self.items:
-            m = atoms & self.where_mask[i]
-            if not m:
-                return state  # an item out of play (cannot happen without containers): no reduction
-            kind, sup = self.support[m.bit_length() - 1]
-            if kind == "s":
-                bottom[sup] = i
-            elif kind == "i":
-                above[sup] = i
-            else:
-                held = i
-        robot = next(s for b, s in self.loc if atoms >> b & 1)
-        free, fixed = [], []
-        for s in self.stations:
-            stack, i = [], bottom.get(s)
-            while i is not None:
-                stack.append(self._item(atoms, i, fx))
-                i = above.get(i)
-            desc = (self.station_kind[s], s == robot, tuple(stack))
-            (fixed if s in pins else free).append((s, desc) if s in pins else desc)
         free.sort()
         held_desc = None if held is None else self._item(atoms, held, fx)
         return (held_desc, tuple(free), tuple(fixed))
