@@ -21,8 +21,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import hydra
 import torch
 import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
 from planner_rl.parsing import parse_completion
 from planner_rl.rollout.hf import encode_prompt, generate, stop_ids
@@ -194,42 +197,34 @@ def train_sft(model, tokenizer, data, cfg: SFTConfig, fmt: str, out_dir: Path | 
     return metrics
 
 
-def main() -> None:
-    import hydra
-    from omegaconf import DictConfig, OmegaConf
+@hydra.main(config_path="../conf", config_name="sft", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from datasets import load_from_disk
 
     from planner_rl.data import build_dataset
     from planner_rl.model import ModelLoadError, load_model_and_tokenizer
 
-    @hydra.main(config_path="../conf", config_name="sft", version_base="1.3")
-    def app(cfg: DictConfig) -> None:
-        from datasets import load_from_disk
-        from hydra.core.hydra_config import HydraConfig
-
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        try:
-            sft_cfg = SFTConfig(**OmegaConf.to_container(cfg.sft))
-            data = load_from_disk(cfg.data_dir) if cfg.data_dir else build_dataset(cfg)[0]
-            model, tokenizer = load_model_and_tokenizer(cfg.model)
-        except (ModelLoadError, ValueError, KeyError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        model.to(device)
-        records = (run_dir / "metrics.jsonl").open("a")
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        sft_cfg = SFTConfig(**OmegaConf.to_container(cfg.sft))
+        data = load_from_disk(cfg.data_dir) if cfg.data_dir else build_dataset(cfg)[0]
+        model, tokenizer = load_model_and_tokenizer(cfg.model)
+    except (ModelLoadError, ValueError, KeyError, TypeError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    print(f"sft: {len(data['train'])} train / {len(data['test'])} test examples, {model.num_parameters():,} "
+          f"parameters, device {device}, run dir {run_dir}")  # fmt: skip
+    with (run_dir / "metrics.jsonl").open("a") as records:
 
         def log(m: dict) -> None:
             records.write(json.dumps(m) + "\n")
             if "eval/sft_accuracy" in m or m.get("sft/step", 0) % 20 == 0:
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
 
-        print(f"sft: {len(data['train'])} train / {len(data['test'])} test examples, {model.num_parameters():,} "
-              f"parameters, device {device}, run dir {run_dir}")  # fmt: skip
         train_sft(model, tokenizer, data, sft_cfg, cfg.prompt.output_format, run_dir / "sft", log)
-        records.close()
-        print(f"saved {run_dir / 'sft' / 'final'}")
-
-    app()
+    print(f"saved {run_dir / 'sft' / 'final'}")
 
 
 if __name__ == "__main__":
