@@ -29,8 +29,8 @@ Every way ours can differ from it, with its key in `GRPOLossConfig` (config grou
   then over completions: a long completion's tokens weigh less). 'token_mean' divides the batch's sum by its token
   count (DAPO). 'constant' divides by B * max_completion_tokens (Dr. GRPO), so no length enters the gradient.
   The defaults (beta 0, token_mean) are not the paper's: set grpo.beta > 0 and grpo.loss_agg=seq_mean_token_mean
-  for its objective. Normalisers are per call: accumulating micro-batches of a batch gives the batch's loss exactly
-  for 'constant', for 'seq_mean_token_mean' with equal micro-batches, and only approximately for 'token_mean'.
+  for its objective. Normalisers are per call; the loop weights each micro-batch's loss by `micro_batch_weight`, so that
+  accumulating micro-batches gives the batch's loss exactly in every mode.
 - Updates per batch (`grpo.mu`, default 1): DeepSeekMath's mu, gradient steps on each batch of samples. With mu = 1
   (and one optimiser step per batch) old_logp = logp.detach(), the ratio is 1, nothing is clipped, and the gradient
   is the plain policy gradient -A grad(logp) / normaliser. With mu > 1, or several optimiser steps per batch, the
@@ -65,7 +65,7 @@ LOSS_AGGS = ("token_mean", "seq_mean_token_mean", "constant")
 ZERO_VARIANCE_MODES = ("keep", "drop", "resample")
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: it is also the structured-config schema of its conf/ group
 class GRPOLossConfig:
     """The keys that shape the GRPO objective (see the module docstring for each one's meaning)."""
 
@@ -98,6 +98,26 @@ class GRPOLossConfig:
             raise ValueError(f"grpo.max_completion_tokens must be an integer > 0 or None, got {tokens!r}")
         if self.loss_agg == "constant" and tokens is None:
             raise ValueError("grpo.max_completion_tokens must be set when grpo.loss_agg is 'constant'")
+
+
+@dataclass
+class GRPOConfig(GRPOLossConfig):
+    """conf/grpo/default.yaml: the objective's keys above, plus the loop's (planner_rl/train.py)."""
+
+    steps: int = 60  # GRPO steps (one batch of N*G samples each)
+    prompts_per_step: int = 8  # N: single-turn prompts per step
+    group_size: int = 8  # G: samples per prompt (>= 2, a group needs a baseline)
+    max_resample_rounds: int = 4  # zero_variance=resample: extra draws of N prompts before giving up
+    eval_every: int = 20  # steps between evaluations (0: only at the end)
+    sample_every: int = 10  # steps between tables of sample completions (0: never)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("steps", "prompts_per_step", "max_resample_rounds", "eval_every", "sample_every"):
+            if not (_is_int(getattr(self, key)) and getattr(self, key) >= (1 if key == "prompts_per_step" else 0)):
+                raise ValueError(f"grpo.{key} must be a non-negative integer (prompts_per_step >= 1)")
+        if not (_is_int(self.group_size) and self.group_size >= 2):
+            raise ValueError(f"grpo.group_size must be an integer >= 2, got {self.group_size!r}")
 
 
 def _is_real(x: object) -> bool:
@@ -235,6 +255,22 @@ def aggregate_loss(
         if max_tokens is None or max_tokens <= 0:
             raise ValueError("grpo.max_completion_tokens must be set (> 0) when grpo.loss_agg is 'constant'")
         return masked.sum() / (per_token.shape[0] * max_tokens)
+    raise ValueError(f"grpo.loss_agg must be one of {LOSS_AGGS}, got {mode!r}")
+
+
+def micro_batch_weight(mask: torch.Tensor, batch_mask: torch.Tensor, mode: str) -> float:
+    """Factor that turns `aggregate_loss` over a micro-batch into its exact share of the loss over the batch.
+
+    mask [b, T] is the micro-batch's completion mask, batch_mask [B, T'] the whole batch's. Summing
+    weight * aggregate_loss(micro-batch) over the micro-batches gives aggregate_loss(batch) for every mode:
+    token_mean: the micro-batch's share of the batch's tokens; seq_mean_token_mean and constant: b / B. E.g. a
+    batch of 2 rows with 3 and 1 completion tokens, split in single rows, token_mean: weights 3/4 and 1/4, so
+    3/4 * mean(row 0) + 1/4 * mean(row 1) = sum of all 4 tokens / 4.
+    """
+    if mode == "token_mean":
+        return float(mask.sum()) / max(float(batch_mask.sum()), 1.0)
+    if mode in ("seq_mean_token_mean", "constant"):
+        return mask.shape[0] / batch_mask.shape[0]
     raise ValueError(f"grpo.loss_agg must be one of {LOSS_AGGS}, got {mode!r}")
 
 

@@ -72,7 +72,7 @@ class ModelLoadError(RuntimeError):
     """A model path that cannot be loaded; the message names the path and what to do."""
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: it is also the structured-config schema of its conf/ group
 class ModelConfig:
     """conf/model/*.yaml. Real checkpoints use the first five fields; the rest describe the tiny model."""
 
@@ -95,6 +95,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+
+
+DEFAULT_MODEL = ModelConfig()
 
 
 def model_config(cfg: ModelConfig | dict | object) -> ModelConfig:
@@ -235,7 +238,7 @@ def _tiny_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerFast) -> Qwen3Fo
     return model
 
 
-def build_tiny(cfg: ModelConfig | dict | object = ModelConfig()) -> Path:
+def build_tiny(cfg: ModelConfig | dict | object = DEFAULT_MODEL) -> Path:
     """The directory of the tiny model of `cfg`, building it first if it is not cached. The build goes to a
     temporary sibling directory that is renamed into place, so concurrent builders never see half a model."""
     cfg = model_config(cfg)

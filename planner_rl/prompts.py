@@ -40,7 +40,7 @@ SYSTEM_FORMAT = {
 QUESTION = "What is the next action?"
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: it is also the structured-config schema of its conf/ group
 class PromptConfig:
     """What the user message shows (conf/prompt/*.yaml)."""
 
@@ -53,6 +53,9 @@ class PromptConfig:
         check_format(self.output_format)
         if not isinstance(self.history, int) or self.history < -1:
             raise ValueError(f"prompt.history must be an integer >= -1 (-1 shows all), got {self.history!r}")
+
+
+DEFAULT_PROMPT = PromptConfig()
 
 
 def system_message(cfg: PromptConfig) -> str:
@@ -113,7 +116,7 @@ def user_message(
     world: World,
     state: State,
     history: list[str] | tuple[str, ...] = (),
-    cfg: PromptConfig = PromptConfig(),
+    cfg: PromptConfig = DEFAULT_PROMPT,
     feedback: str | None = None,
 ) -> str:
     """Robotouille's observation of `state`, then the progress, previous-action and feedback sections."""
@@ -139,7 +142,7 @@ def build_messages(
     world: World,
     state: State,
     history: list[str] | tuple[str, ...] = (),
-    cfg: PromptConfig = PromptConfig(),
+    cfg: PromptConfig = DEFAULT_PROMPT,
     feedback: str | None = None,
 ) -> list[dict[str, str]]:
     """The chat messages (system, user) for one decision."""

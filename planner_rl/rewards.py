@@ -39,7 +39,7 @@ from planner_rl.parsing import Parsed, parse_completion
 REWARD_NAMES = ("expert_match", "optimal_set", "noisy_expert")
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: it is also the structured-config schema of its conf/ group
 class RewardConfig:
     """Which main reward, and the weights of the shaping components (conf/reward/*.yaml)."""
 

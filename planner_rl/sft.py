@@ -33,7 +33,7 @@ from planner_rl.rollout.hf import encode_prompt, generate, stop_ids
 IGNORE = -100  # label of tokens without loss (prompt, padding)
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: it is also the structured-config schema of its conf/ group
 class SFTConfig:
     """conf/sft/default.yaml."""
 

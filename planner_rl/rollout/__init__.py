@@ -1,1 +1,57 @@
-"""Rollout backends: turn prompts into sampled completions (`hf`: transformers `generate`)."""
+"""Rollout backends: turn tokenised prompts into sampled completions.
+
+    rollout=hf     transformers `generate` on the training model itself (planner_rl/rollout/hf.py; the CPU default)
+
+`build_rollout(cfg, model, tokenizer)` makes the configured one (`_target_` in conf/rollout/).
+
+A backend is any object with the three methods of `RolloutBackend`; the GRPO loop and the multi-turn evaluator only
+talk to it through them. Prompts arrive as token ids (through the tokenizer's chat template, `encode_prompt`), and
+completions come back in prompt order, each prompt's n samples adjacent (row p*n + k is sample k of prompt p), which
+is the layout the GRPO numerics expect for groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Completion:
+    prompt_index: int  # which prompt it answers
+    token_ids: list[int]  # generated ids, up to and including the end-of-turn token when one was produced
+    text: str  # decoded without special tokens
+    finished: bool  # ended with an end-of-turn token (else it hit max_new_tokens)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters shared by every backend (conf/rollout/*.yaml)."""
+
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0  # nucleus mass in (0, 1]
+    max_new_tokens: int = 24  # per completion; an action is ~12 tokens of the tiny tokenizer
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
+            raise ValueError(
+                f"rollout: need temperature >= 0, 0 < top_p <= 1 and max_new_tokens >= 1, got {self.temperature}, "
+                f"{self.top_p}, {self.max_new_tokens}"
+            )
+
+
+class RolloutBackend(Protocol):
+    def generate(self, prompts: list[list[int]], n: int, sampling: Sampling) -> list[Completion]:
+        """n completions per prompt, in prompt order, each prompt's samples adjacent."""
+        ...
+
+    def sync_weights(self, model) -> None:
+        """Make the engine sample from `model`'s current weights (called after every optimizer step)."""
+        ...
+
+    def close(self) -> None:
+        """Free the engine (a sweep runs the next job in the same process)."""
+        ...
+
+
+__all__ = ["Completion", "RolloutBackend", "Sampling"]

@@ -10,13 +10,22 @@ from dataclasses import dataclass
 
 import torch
 
+from planner_rl.rollout import Completion, Sampling
 
-@dataclass(frozen=True)
-class Completion:
-    prompt_index: int  # which prompt it answers
-    token_ids: list[int]  # generated ids, up to and including the end-of-turn token when one was produced
-    text: str  # decoded without special tokens
-    finished: bool  # ended with an end-of-turn token (else it hit max_new_tokens)
+
+@dataclass
+class HFRolloutConfig:
+    """conf/rollout/hf.yaml."""
+
+    _target_: str = "planner_rl.rollout.hf.HFRollout"
+    temperature: float = 1.0  # sampling temperature of the GRPO groups (0 = greedy)
+    top_p: float = 1.0  # nucleus mass in (0, 1]
+    max_new_tokens: int = 24  # per completion; an action is ~12 tokens of the tiny tokenizer
+    batch_size: int = 64  # sequences per `generate` call (prompts x samples)
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(self.temperature, self.top_p, self.max_new_tokens)
 
 
 def encode_prompt(tokenizer, messages: list[dict[str, str]]) -> list[int]:
@@ -84,3 +93,35 @@ def generate(
             text = tokenizer.decode(kept, skip_special_tokens=True)
             out.append(Completion(start + row // n, kept, text, end is not None))
     return out
+
+
+class HFRollout:
+    """`rollout=hf`: samples from the training model itself, so syncing weights costs nothing."""
+
+    def __init__(self, model, tokenizer, cfg: HFRolloutConfig | None = None):
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size = (cfg or HFRolloutConfig()).batch_size
+
+    def generate(self, prompts: list[list[int]], n: int, sampling: Sampling) -> list[Completion]:
+        was_training = self.model.training
+        self.model.eval()  # no dropout while sampling; the caller's mode is restored
+        try:
+            return generate(
+                self.model,
+                self.tokenizer,
+                prompts,
+                n=n,
+                max_new_tokens=sampling.max_new_tokens,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                batch_size=max(1, self.batch_size // n),
+            )
+        finally:
+            self.model.train(was_training)
+
+    def sync_weights(self, model) -> None:
+        if model is not self.model:
+            raise ValueError("rollout=hf samples from the training model itself; it cannot follow another model")
+
+    def close(self) -> None:
+        self.model = None

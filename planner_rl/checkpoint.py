@@ -1,0 +1,85 @@
+"""Training checkpoints that a kill at any moment cannot break, and the choice of one to resume from.
+
+    <run dir>/checkpoints/step_000010/   model weights (+ tokenizer), optimizer.pt, loop.pt, then a COMPLETE marker
+    <run dir>/checkpoints/latest         the newest complete checkpoint's name
+
+A checkpoint is written into `.tmp-step_N/`, marked COMPLETE, then renamed (atomic on one file system); `latest` is
+replaced atomically after that. A kill leaves at worst a `.tmp-*` folder, which the next save removes; resuming only
+ever considers renamed folders holding the marker, so it never reads half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+MARKER = "COMPLETE"
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob("step_*") if p.is_dir() and (p / MARKER).exists()]
+    return sorted(found, key=lambda p: int(p.name.removeprefix("step_")))
+
+
+def find_resume(run_dir: Path, resume: str) -> Path | None:
+    """The checkpoint to continue from: `auto` the newest complete one of this run (None if there is none), `none`
+    nothing, anything else a checkpoint directory (an error if it is not a complete one)."""
+    if resume == "none":
+        return None
+    if resume == "auto":
+        done = complete_checkpoints(run_dir)
+        return done[-1] if done else None
+    path = Path(resume).expanduser()
+    if not (path / MARKER).exists():
+        raise FileNotFoundError(f"trainer.resume={resume!r}: not a complete checkpoint directory (no {MARKER} in it)")
+    return path
+
+
+def write_atomically(final: Path, write: Callable[[Path], None]) -> Path:
+    """Fill a folder through `write(tmp_dir)`, mark it COMPLETE and rename it to `final` (replacing an old one)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by a killed write
+    tmp = final.parent / f".tmp-{final.name}"
+    tmp.mkdir()
+    write(tmp)
+    (tmp / MARKER).write_text("")
+    _fsync_tree(tmp)
+    if final.exists():  # a re-run of the same step after a resume from an older checkpoint
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
+
+
+def is_complete(path: Path) -> bool:
+    return (Path(path) / MARKER).exists()
+
+
+def save_checkpoint(run_dir: Path, step: int, write: Callable[[Path], None], keep: int) -> Path:
+    """Write checkpoint `step` through `write(tmp_dir)`, atomically; keep the newest `keep` complete ones."""
+    root = checkpoint_dir(run_dir)
+    final = write_atomically(root / f"step_{step:06d}", write)
+    pointer = root / ".latest.tmp"
+    pointer.write_text(final.name)
+    os.replace(pointer, root / "latest")
+    for old in complete_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _fsync_tree(path: Path) -> None:
+    """Flush a folder's files to disk before it is renamed into place (a power cut, not only a kill)."""
+    for f in path.rglob("*"):
+        if f.is_file():
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())

@@ -1,0 +1,137 @@
+"""A run's records: metrics and sample completions as JSONL in the run dir, mirrored to the configured logger.
+
+    logger=none    only the JSONL files (conf/logger/none.yaml)
+    logger=wandb   also Weights & Biases: online when an API key is set, offline otherwise (conf/logger/wandb.yaml)
+
+Metric names carry one of the prefixes of docs/metrics.md (`train/ rollout/ reward/ loss/ eval/ perf/`, and `sft/`
+for the warm start). The files are append-only and can be cut back to a checkpoint's offsets on resume, so a
+resumed run's records equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class NoLoggerConfig:
+    _target_: str = "planner_rl.logger.NoLogger"
+
+
+@dataclass
+class WandbConfig:
+    _target_: str = "planner_rl.logger.WandbLogger"
+    project: str = "planner_rl"
+    entity: str | None = None
+    group: str | None = None  # e.g. a sweep's name
+    tags: list[str] = field(default_factory=list)
+    mode: str = "auto"  # auto: online with an API key (WANDB_API_KEY or `wandb login`), else offline | online | offline
+
+
+class NoLogger:
+    def __init__(self, cfg: NoLoggerConfig, run_dir: Path, config: dict, name: str):
+        pass
+
+    def log(self, metrics: dict) -> None:
+        pass
+
+    def table(self, key: str, columns: list[str], rows: list[list]) -> None:
+        pass
+
+    def summary(self, metrics: dict) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def _has_wandb_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+class WandbLogger:
+    def __init__(self, cfg: WandbConfig, run_dir: Path, config: dict, name: str):
+        import wandb
+
+        if cfg.mode not in ("auto", "online", "offline"):
+            raise ValueError(f"logger.mode must be auto, online or offline, got {cfg.mode!r}")
+        mode = ("online" if _has_wandb_key() else "offline") if cfg.mode == "auto" else cfg.mode
+        id_file = Path(run_dir) / "wandb_id.txt"  # a resumed run continues the same W&B run
+        run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
+        id_file.write_text(run_id)
+        self.run = wandb.init(
+            project=cfg.project, entity=cfg.entity, group=cfg.group, tags=list(cfg.tags), name=name, config=config,
+            dir=str(run_dir), id=run_id, resume="allow", mode=mode,
+        )  # fmt: skip
+        self.run.define_metric("train/step")
+        self.run.define_metric("sft/step")
+        self.run.define_metric("sft/*", step_metric="sft/step")
+        for prefix in ("train", "rollout", "reward", "loss", "eval", "perf"):
+            self.run.define_metric(f"{prefix}/*", step_metric="train/step")
+
+    def log(self, metrics: dict) -> None:
+        self.run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+
+    def table(self, key: str, columns: list[str], rows: list[list]) -> None:
+        import wandb
+
+        self.run.log({key: wandb.Table(columns=columns, data=rows)})
+
+    def summary(self, metrics: dict) -> None:
+        self.run.summary.update(metrics)
+
+    def finish(self) -> None:
+        self.run.finish()
+
+
+def _clean(value):
+    """JSON-safe: NaN and inf become None (json.dumps would write invalid JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Records:
+    """metrics.jsonl and samples.jsonl of a run dir, plus the logger they are mirrored to."""
+
+    FILES = ("metrics.jsonl", "samples.jsonl")
+
+    def __init__(self, run_dir: Path, logger, console_every: int = 1):
+        self.run_dir, self.logger = Path(run_dir), logger
+        self.files = {name: (self.run_dir / name).open("a") for name in self.FILES}
+
+    def log(self, metrics: dict) -> None:
+        self._write("metrics.jsonl", metrics)
+        self.logger.log(metrics)
+
+    def samples(self, step: int, columns: list[str], rows: list[list]) -> None:
+        for row in rows:
+            self._write("samples.jsonl", {"train/step": step, **dict(zip(columns, row, strict=True))})
+        self.logger.table("rollout/samples", columns, rows)
+
+    def _write(self, name: str, record: dict) -> None:
+        fh = self.files[name]
+        fh.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        fh.flush()
+
+    def offsets(self) -> dict[str, int]:
+        """Byte sizes of the files now, to store with a checkpoint."""
+        return {name: fh.tell() for name, fh in self.files.items()}
+
+    def truncate(self, offsets: dict[str, int]) -> None:
+        """Cut the files back to `offsets` (missing names: to empty): records after a checkpoint are redone."""
+        for name, fh in self.files.items():
+            fh.truncate(offsets.get(name, 0))
+            fh.seek(0, os.SEEK_END)
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            fh.close()

@@ -1,0 +1,410 @@
+"""The main job: single-turn data -> SFT warm start -> single-turn GRPO -> multi-turn evaluation, in one run dir.
+
+    python -m planner_rl.train +experiment=long_horizon        # double cheeseburger, tiny model, 2 CPU cores
+    python -m planner_rl.train debug=smoke                     # every stage for a few steps
+    python -m planner_rl.train hydra.run.dir=outputs/long_horizon/<run>   # continue a killed run (trainer.resume=auto)
+    python -m planner_rl.train model=qwen2_5_1_5b model.path=/models/Qwen2.5-1.5B-Instruct trainer.lr=1e-6
+
+Stages (each skipped when the run dir already holds its result):
+1. data: one prompt per state of each expert plan (planner_rl/data.py), train and test layouts disjoint.
+2. SFT warm start (planner_rl/sft.py), then the multi-turn evaluation of the SFT-only policy (step 0); the model and
+   that evaluation are saved together in <run dir>/sft_model.
+3. GRPO: each step draws N prompts, samples G completions per prompt, scores them with the 0/1 reward, turns the
+   rewards into group-relative advantages and takes the policy-gradient step of planner_rl/grpo.py; then the
+   rollout engine gets the new weights; multi-turn evaluation every `grpo.eval_every` steps and at the end.
+Run dir: .hydra/ (config, overrides), run.json (git SHA, command), metrics.jsonl, samples.jsonl, checkpoints/,
+eval/step_*.json (episodes), results.json (SFT-only vs SFT+GRPO).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+import transformers
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from planner_rl.checkpoint import find_resume, is_complete, save_checkpoint, write_atomically
+from planner_rl.config import register_configs
+from planner_rl.data import build_dataset, task_list
+from planner_rl.env.planner import NoPlanError
+from planner_rl.env.problem import ProblemError
+from planner_rl.env.tasks import TaskError
+from planner_rl.evaluate import evaluate, write_results
+from planner_rl.grpo import (
+    group_advantages,
+    grpo_loss,
+    micro_batch_weight,
+    token_log_probs,
+    zero_variance_groups,
+)
+from planner_rl.logger import Records
+from planner_rl.model import ModelLoadError, load_model_and_tokenizer, model_config
+from planner_rl.rewards import compute_reward
+from planner_rl.rollout.hf import HFRollout, encode_prompt, stop_ids
+from planner_rl.sft import single_step_accuracy, train_sft
+
+register_configs()
+transformers.utils.logging.disable_progress_bar()  # per-shard bars on every save and load; ours are per phase
+EVAL_KEYS = ("sr", "asat", "asst", "min_step_sr", "invalid_rate", "parse_fail_rate")
+
+
+# --- small pieces ------------------------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def git_sha() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha.stdout.strip() + ("-dirty" if dirty.strip() else "")
+
+
+def prompt_order(n: int, seed: int, position: int, count: int) -> list[int]:
+    """Training-prompt indices at global positions [position, position + count): epoch e = p // n of the data is a
+    permutation of range(n) seeded by (seed, e), so the order resumes from `position` alone."""
+    out, perms = [], {}
+    for p in range(position, position + count):
+        epoch, i = divmod(p, n)
+        if epoch not in perms:
+            perms[epoch] = list(range(n))
+            random.Random(f"{seed}/{epoch}").shuffle(perms[epoch])
+        out.append(perms[epoch][i])
+    return out
+
+
+def pack(rows: list[tuple[list[int], list[int]]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """(prompt ids, completion ids) rows, left-padded so every completion ends at the last column.
+
+    The last C + 1 positions (C = longest completion) then hold every completion token and the position that
+    predicts its first token, so the forward computes logits for those columns only (`logits_to_keep`): memory
+    O(B C V) instead of O(B T V) for long prompts.
+    """
+    width = max(len(p) + len(c) for p, c in rows)
+    longest = max(len(c) for _, c in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(rows), width), dtype=torch.long)
+    lengths = torch.tensor([len(c) for _, c in rows])  # [b]
+    for r, (p, c) in enumerate(rows):
+        ids[r, width - len(p) - len(c) :] = torch.tensor(p + c)
+        attn[r, width - len(p) - len(c) :] = 1
+    positions = (attn.cumsum(dim=1) - 1).clamp(min=0)  # [b, T]: as generate numbers left-padded rows
+    mask = torch.arange(longest)[None, :] >= (longest - lengths)[:, None]  # [b, C]: completion tokens
+    batch = {"input_ids": ids, "attention_mask": attn, "position_ids": positions, "mask": mask}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def completion_log_probs(model, batch: dict[str, torch.Tensor], temperature: float) -> torch.Tensor:
+    """Log-probs [b, C] of the completion columns of a `pack`ed batch under `model` at `temperature`."""
+    longest = batch["mask"].shape[1]
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
+        logits_to_keep=longest + 1, use_cache=False,
+    ).logits  # [b, C+1, V]  # fmt: skip
+    return token_log_probs(logits, batch["input_ids"][:, -(longest + 1) :], temperature)  # [b, C]
+
+
+def eval_line(label: str, m: dict) -> str:
+    cells = " ".join(f"{m.get(k, float('nan')):>10.3f}" for k in EVAL_KEYS)
+    return f"{label:<10} {cells}"
+
+
+# --- the job -----------------------------------------------------------------------------------------------------
+class ConfigError(ValueError):
+    """A config value that its schema's checks refuse (the message names the key)."""
+
+
+def typed(cfg: DictConfig, key: str):
+    """cfg[key] as its schema's dataclass, whose __post_init__ checks the values."""
+    try:
+        return OmegaConf.to_object(cfg[key])
+    except ValueError as e:  # omegaconf wraps the dataclass's own error; keep its message, which names the key
+        raise ConfigError(str(getattr(e, "__cause__", None) or e).split("\n")[0]) from e
+
+
+def train(cfg: DictConfig) -> dict:
+    run_dir = Path(cfg.paths.output_dir)
+    grpo, trainer_cfg, rollout_cfg, eval_cfg, prompt_cfg, reward_cfg, sft_cfg = (
+        typed(cfg, k) for k in ("grpo", "trainer", "rollout", "eval", "prompt", "reward", "sft")
+    )
+    model_cfg, fmt, G = model_config(cfg.model), prompt_cfg.output_format, grpo.group_size
+    sampling = rollout_cfg.sampling
+    temp = sampling.temperature or 1.0  # log-probs of the sampling distribution (greedy sampling: of the policy)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    meta = {"git_sha": git_sha(), "command": " ".join(sys.argv), "overrides": list(HydraConfig.get().overrides.task)}
+    (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+    logger = get_class(cfg.logger._target_)(OmegaConf.to_object(cfg.logger), run_dir, config | meta, cfg.name)
+    records, rollout = Records(run_dir, logger), None
+    try:
+        # --- data -----------------------------------------------------------------------------------------------
+        data, report = build_dataset(cfg)
+        train_rows, test_rows = data["train"].to_list(), data["test"].to_list()
+        tasks, test_seeds = task_list(cfg.env.tasks), list(cfg.env.test_seeds)
+        print(
+            f"data: {report['examples']['train']} train / {report['examples']['test']} test prompts "
+            f"({report['tasks']} tasks) in {report['seconds']:.1f} s; ambiguity {report['ambiguity']['rate']:.2%}"
+        )
+
+        def run_eval(model, tokenizer, rollout, step: int) -> dict:
+            summary, results = evaluate(rollout, tokenizer, tasks, test_seeds, prompt_cfg, eval_cfg, cfg.expert_cache)
+            write_results(run_dir / "eval" / f"step_{step:06d}.json", summary, results, eval_cfg)
+            single = single_step_accuracy(model, tokenizer, test_rows, fmt, sft_cfg)
+            metrics = {f"eval/{k}": v for k, v in summary.items() if k != "seconds"}
+            metrics["perf/eval_s"] = summary["seconds"]
+            metrics |= {k.replace("eval/sft_", "eval/step_"): v for k, v in single.items()}
+            records.log({"train/step": step, **metrics})
+            rows = [[r.task, r.seed, r.success, r.steps, json.dumps(r.transcript)] for r in results if r.transcript]
+            logger.table("eval/episodes", ["task", "seed", "success", "steps", "transcript"], rows)
+            tqdm.write(
+                f"eval step {step}: sr {summary['sr']:.2f} asat {summary['asat']:.1f} min-step sr "
+                f"{summary['min_step_sr']:.2f} ({summary['seconds']:.0f} s, invalid actions: {eval_cfg.invalid})"
+            )
+            return metrics
+
+        # --- SFT warm start and the SFT-only evaluation (step 0) -------------------------------------------------
+        sft_dir = run_dir / "sft_model"
+        if not is_complete(sft_dir):
+            records.truncate({})
+            seed_everything(cfg.seed)
+            model, tokenizer = load_model_and_tokenizer(model_cfg)
+            model.to("cuda" if torch.cuda.is_available() else "cpu")
+            if sft_cfg.epochs > 0:
+
+                def log_sft(m: dict) -> None:
+                    records.log(m)
+                    if "eval/sft_accuracy" in m:
+                        tqdm.write(
+                            f"sft epoch {m['sft/epoch']}: test loss {m['eval/sft_loss']:.4f}, single-step accuracy "
+                            f"{m['eval/sft_accuracy']:.3f}, valid {m['eval/sft_valid_rate']:.3f}"
+                        )
+
+                train_sft(model, tokenizer, data, sft_cfg, fmt, None, log_sft)
+            baseline = run_eval(model, tokenizer, HFRollout(model, tokenizer, rollout_cfg), 0)
+
+            def write_sft(tmp: Path) -> None:
+                if sft_cfg.epochs > 0:  # untrained weights are not copied: they are model.path's
+                    model.save_pretrained(tmp)
+                    tokenizer.save_pretrained(tmp)
+                stage = {"trained": sft_cfg.epochs > 0, "baseline": baseline, "offsets": records.offsets()}
+                (tmp / "stage.json").write_text(json.dumps(stage))
+
+            write_atomically(sft_dir, write_sft)
+            del model
+        stage = json.loads((sft_dir / "stage.json").read_text())
+        start_cfg = replace(model_cfg, path=str(sft_dir)) if stage["trained"] else model_cfg
+
+        # --- GRPO setup: policy, reference, backends, resume -----------------------------------------------------
+        seed_everything(cfg.seed + 1)  # the same whether SFT ran in this process or was loaded
+        model, tokenizer = load_model_and_tokenizer(start_cfg)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids(tokenizer)[0]
+        reference = copy.deepcopy(model).requires_grad_(False) if grpo.beta > 0 else None  # none loaded at beta 0
+        backend = get_class(trainer_cfg._target_)(model, trainer_cfg, grpo.steps * grpo.mu)
+        if reference is not None:
+            reference.to(backend.device)
+        rollout = get_class(rollout_cfg._target_)(backend.unwrapped, tokenizer, rollout_cfg)
+        step, position = 0, 0
+        ckpt = find_resume(run_dir, trainer_cfg.resume)
+        if ckpt is not None:
+            backend.load(ckpt)
+            loop = torch.load(ckpt / "loop.pt", weights_only=False)
+            step, position = loop["step"], loop["position"]
+            set_rng_state(loop["rng"])
+            records.truncate(loop["offsets"])
+            rollout.sync_weights(backend.unwrapped)
+            print(f"resumed from {ckpt} (step {step})")
+        else:
+            records.truncate(stage["offsets"])
+        encoded: dict[int, list[int]] = {}  # prompt token ids by training-example index
+
+        def draw(count: int) -> tuple[list[int], list, list[float], list[dict]]:
+            nonlocal position
+            idx = prompt_order(len(train_rows), cfg.seed, position, count)
+            position += count
+            prompts = [encoded.setdefault(i, encode_prompt(tokenizer, train_rows[i]["prompt"])) for i in idx]
+            comps = rollout.generate(prompts, G, sampling)  # [count*G], each prompt's samples adjacent
+            scored = [compute_reward(reward_cfg, c.text, train_rows[idx[k // G]], fmt) for k, c in enumerate(comps)]
+            return idx, comps, [s for s, _ in scored], [i for _, i in scored]
+
+        last = {}
+        bar = tqdm(total=grpo.steps, initial=step, desc="grpo", dynamic_ncols=True, disable=None)
+        while step < grpo.steps:
+            step += 1
+            t0 = time.perf_counter()
+            # --- sample groups and score them ----------------------------------------------------------------------
+            idx, comps, scores, infos = draw(grpo.prompts_per_step)
+            flat = torch.tensor(scores)  # [N*G]
+            zero = zero_variance_groups(flat, G)  # [N]
+            metrics = {"rollout/zero_variance_frac": zero.float().mean().item()}
+            keep = (
+                [g for g in range(len(idx)) if not zero[g]] if grpo.zero_variance != "keep" else list(range(len(idx)))
+            )
+            rounds = 0
+            while grpo.zero_variance == "resample" and len(keep) < len(idx) and rounds < grpo.max_resample_rounds:
+                rounds += 1
+                more = draw(grpo.prompts_per_step)
+                base = len(idx)
+                idx, comps, scores, infos = (a + b for a, b in zip((idx, comps, scores, infos), more, strict=True))
+                fresh = zero_variance_groups(torch.tensor(more[2]), G)
+                keep += [base + g for g in range(len(more[0])) if not fresh[g]]
+            if grpo.zero_variance == "resample":
+                keep = keep[: grpo.prompts_per_step]
+                metrics["rollout/resample_rounds"] = rounds
+            rows_kept = [g * G + k for g in keep for k in range(G)]
+            t_gen = time.perf_counter() - t0
+            metrics |= {
+                "reward/mean": float(np.mean(scores)),
+                "reward/main": float(np.mean([i["main"] for i in infos])),
+                "reward/valid_rate": float(np.mean([i["valid"] for i in infos])),
+                "reward/format_rate": float(np.mean([i["well_formed"] for i in infos])),
+                "rollout/groups": len(keep),
+                "rollout/completion_tokens": float(np.mean([len(c.token_ids) for c in comps])),
+                "rollout/truncated_frac": float(np.mean([not c.finished for c in comps])),
+            }
+            # --- advantages --------------------------------------------------------------------------------------
+            rewards = torch.tensor([scores[r] for r in rows_kept])  # [B] (B = kept groups * G)
+            adv = group_advantages(rewards, G, grpo.advantage_scale) if rows_kept else rewards  # [B]
+            rows = [(encoded[idx[r // G]], comps[r].token_ids) for r in rows_kept]
+            size = trainer_cfg.micro_batch_size
+            mbs = [
+                (pack(rows[s : s + size], pad_id, backend.device), adv[s : s + size]) for s in range(0, len(rows), size)
+            ]
+            lengths = torch.tensor([len(c) for _, c in rows] or [0])  # [B]
+            batch_mask = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]  # [B, C]: the loss's normaliser
+            # --- old and reference log-probs (only when they are used) --------------------------------------------
+            t1 = time.perf_counter()
+            with torch.no_grad(), backend.autocast():
+                none = [None] * len(mbs)
+                olds = [completion_log_probs(backend.model, mb, temp) for mb, _ in mbs] if grpo.mu > 1 else none
+                refs = [completion_log_probs(reference, mb, temp) for mb, _ in mbs] if reference is not None else none
+            t_logp = time.perf_counter() - t1
+            # --- policy-gradient update (mu steps per batch, micro-batches accumulated) ----------------------------
+            t2, stats = time.perf_counter(), {}
+            for _ in range(grpo.mu if mbs else 0):
+                stats = {}
+                for (mb, a), old, ref in zip(mbs, olds, refs, strict=True):
+                    with backend.autocast():
+                        logp = completion_log_probs(backend.model, mb, temp)  # [b, C]
+                    loss, s = grpo_loss(logp, old, ref, a.to(logp.device), mb["mask"], grpo)
+                    w = micro_batch_weight(mb["mask"], batch_mask, grpo.loss_agg)
+                    backend.backward(loss * w)
+                    share = float(mb["mask"].sum()) / max(float(batch_mask.sum()), 1.0)
+                    for k, v in s.items():
+                        weight = w if k in ("loss/policy", "loss/kl", "loss/total") else share
+                        stats[k] = max(stats.get(k, v), v) if k == "loss/ratio_max" else stats.get(k, 0.0) + weight * v
+                stats |= backend.step()
+            metrics |= stats
+            metrics["train/updated"] = float(bool(mbs))
+            t_update = time.perf_counter() - t2
+            # --- sync weights to the rollout engine ----------------------------------------------------------------
+            t3 = time.perf_counter()
+            rollout.sync_weights(backend.unwrapped)
+            t_sync = time.perf_counter() - t3
+            # --- log ---------------------------------------------------------------------------------------------
+            gen_tokens = sum(len(c.token_ids) for c in comps)
+            train_tokens = int(sum(mb["attention_mask"].sum() for mb, _ in mbs)) * grpo.mu
+            elapsed = time.perf_counter() - t0
+            metrics |= {
+                "train/step": step,
+                "train/epoch": position / len(train_rows),
+                "train/samples": position * G,
+                "perf/generate_s": t_gen, "perf/logprob_s": t_logp, "perf/update_s": t_update, "perf/sync_s": t_sync,
+                "perf/step_s": elapsed,
+                "perf/generate_tokens_per_s": gen_tokens / max(t_gen, 1e-9),
+                "perf/train_tokens_per_s": train_tokens / max(t_update, 1e-9),
+            }  # fmt: skip
+            records.log(metrics)
+            bar.update(1)
+            tqdm.write(
+                f"step {step}/{grpo.steps} reward {metrics['reward/mean']:.3f} match {metrics['reward/main']:.3f} "
+                f"valid {metrics['reward/valid_rate']:.2f} zero-var {metrics['rollout/zero_variance_frac']:.2f} "
+                f"loss {metrics.get('loss/total', 0.0):+.4f} grad {metrics.get('train/grad_norm', 0.0):.3f} "
+                f"| gen {t_gen:.1f}s update {t_update:.1f}s step {elapsed:.1f}s"
+            )
+            if grpo.sample_every and step % grpo.sample_every == 0:
+                cols = ["task", "seed", "step", "expert_action", "completion", "reward"]
+                show = [train_rows[idx[r // G]] for r in range(0, len(comps), G)][:4]
+                table = [[ex["task"], ex["seed"], ex["step"], ex["expert_action"], comps[k * G].text, scores[k * G]]
+                         for k, ex in enumerate(show)]  # fmt: skip
+                records.samples(step, cols, table)
+            # --- evaluate and checkpoint on schedule ---------------------------------------------------------------
+            if step == grpo.steps or (grpo.eval_every and step % grpo.eval_every == 0):
+                last = run_eval(backend.unwrapped, tokenizer, rollout, step)
+            if step == grpo.steps or (trainer_cfg.checkpoint_every and step % trainer_cfg.checkpoint_every == 0):
+
+                def write_ckpt(tmp: Path, step=step) -> None:
+                    backend.save(tmp)
+                    tokenizer.save_pretrained(tmp)
+                    loop = {"step": step, "position": position, "rng": rng_state(), "offsets": records.offsets()}
+                    torch.save(loop, tmp / "loop.pt")
+
+                save_checkpoint(run_dir, step, write_ckpt, trainer_cfg.keep_checkpoints)
+        bar.close()
+        if not last:  # resumed after the last step's checkpoint, or steps=0
+            last = run_eval(backend.unwrapped, tokenizer, rollout, step)
+
+        # --- report: SFT-only vs SFT+GRPO ------------------------------------------------------------------------
+        baseline = stage["baseline"]
+        results = {"sft_only": baseline, "final": last, "steps": step, "eval": asdict(eval_cfg)}
+        (run_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        logger.summary({f"eval/sft_only/{k.removeprefix('eval/')}": v for k, v in baseline.items()})
+        logger.summary({f"eval/final/{k.removeprefix('eval/')}": v for k, v in last.items()})
+        print(
+            f"\nmulti-turn evaluation: {', '.join(tasks)} x {len(eval_cfg.seeds or test_seeds)} test seeds, budget "
+            f"{eval_cfg.budget}, invalid actions: {eval_cfg.invalid}, temperature {eval_cfg.temperature}"
+        )
+        print(f"{'':<10} " + " ".join(f"{k:>10}" for k in EVAL_KEYS))
+        print(eval_line("SFT-only", {k.removeprefix("eval/"): v for k, v in baseline.items()}))
+        print(eval_line("SFT+GRPO", {k.removeprefix("eval/"): v for k, v in last.items()}))
+        print(f"run dir: {run_dir}")
+        return results
+    finally:
+        records.close()
+        logger.finish()
+        if rollout is not None:
+            rollout.close()
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        train(cfg)
+    except (ConfigError, ModelLoadError, TaskError, ProblemError, NoPlanError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""The main job: config composition and validation, the loop's batching pieces, a smoke run, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+from safetensors.torch import load_file
+
+from planner_rl.grpo import aggregate_loss, completion_mask, micro_batch_weight, token_log_probs
+from planner_rl.train import ConfigError, pack, prompt_order, typed
+
+CONF = str(Path(__file__).resolve().parent.parent / "conf")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=False)
+
+
+# --- configs ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["debug=smoke"],
+        ["+experiment=long_horizon"],
+        ["logger=wandb", "reward=optimal_set", "model=qwen2_5_1_5b"],
+        ["reward=noisy_expert", "model=qwen2_5_7b", "prompt.output_format=think"],
+    ],
+)
+def test_every_group_composes_and_builds(overrides):
+    cfg = compose_train(overrides)
+    for key in ("grpo", "trainer", "rollout", "eval", "prompt", "reward", "sft", "logger", "model"):
+        obj = typed(cfg, key)
+        assert obj is not None
+    assert cfg.trainer._target_.endswith("TorchTrainer") and cfg.rollout._target_.endswith("HFRollout")
+
+
+def test_experiment_files_compose():
+    for path in sorted(Path(CONF, "experiment").glob("*.yaml")):
+        cfg = compose_train([f"+experiment={path.stem}"])
+        assert typed(cfg, "grpo").steps >= 1, path.name
+
+
+@pytest.mark.parametrize(
+    ("override", "error", "named"),
+    [
+        ("grpo.stpes=3", (ConfigCompositionException, ConfigKeyError, ConfigAttributeError), "stpes"),
+        ("trainer.lrr=1e-3", (ConfigCompositionException, ConfigKeyError, ConfigAttributeError), "lrr"),
+        ("grpo.steps=abc", (ConfigCompositionException, ValidationError), "grpo.steps"),
+        ("trainer.micro_batch_size=1.5", (ConfigCompositionException, ValidationError), "micro_batch_size"),
+        ("rollout=nope", (ConfigCompositionException,), "rollout"),
+    ],
+)
+def test_bad_config_fails_at_compose_naming_the_key(override, error, named):
+    with pytest.raises(error) as info:
+        compose_train([override])
+    text = str(info.value) + str(info.value.__cause__ or "")
+    assert named in text
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("grpo.loss_agg=bogus", "grpo.loss_agg"), ("grpo.group_size=1", "grpo.group_size"),
+     ("trainer.precision=fp8", "trainer.precision"), ("eval.invalid=skip", "eval.invalid"),
+     ("reward.format_weight=-1", "reward.format_weight")],
+)  # fmt: skip
+def test_bad_values_fail_naming_the_key(override, key):
+    cfg = compose_train([override])
+    group = key.split(".")[0]
+    with pytest.raises((ConfigError, ValueError), match=key.replace(".", r"\.")):
+        typed(cfg, group)
+
+
+def test_bad_config_on_the_command_line_exits_cleanly(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "planner_rl.train", "grpo.loss_agg=bogus", f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2 and "grpo.loss_agg" in out.stderr and "Traceback" not in out.stderr
+
+
+# --- batching pieces -------------------------------------------------------------------------------------------
+def test_prompt_order_is_a_permutation_per_epoch_and_resumes_from_a_position():
+    n = 7
+    first, second = prompt_order(n, 3, 0, n), prompt_order(n, 3, n, n)
+    assert sorted(first) == sorted(second) == list(range(n)) and first != second
+    whole = prompt_order(n, 3, 0, 20)
+    assert whole == prompt_order(n, 3, 0, 9) + prompt_order(n, 3, 9, 11)  # split anywhere, same order
+    assert prompt_order(n, 4, 0, n) != first
+
+
+def test_pack_logits_to_keep_matches_the_full_forward():
+    torch.manual_seed(0)
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    model = Qwen3ForCausalLM(
+        Qwen3Config(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                    num_key_value_heads=1, head_dim=16, max_position_embeddings=64)
+    ).eval()  # fmt: skip
+    rows = [([1, 2, 3, 4, 5], [6, 7]), ([8, 9], [10, 11, 12, 13]), ([14, 15, 16], [17])]
+    from planner_rl.train import completion_log_probs
+
+    batch = pack(rows, 0, "cpu")
+    with torch.no_grad():
+        tail = completion_log_probs(model, batch, 0.7)  # [3, 4]
+    assert batch["mask"].tolist() == [[0, 0, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1]]
+    for r, (p, c) in enumerate(rows):  # each row alone, unpadded, all logits
+        ids = torch.tensor([p + c])
+        with torch.no_grad():
+            full = token_log_probs(model(input_ids=ids).logits, ids, 0.7)[0, len(p) - 1 :]  # the completion's
+        got = tail[r][batch["mask"][r]]
+        torch.testing.assert_close(got, full, atol=1e-5, rtol=1e-5)
+    # and the general mask of grpo.py agrees on which tokens are the completion
+    general = completion_mask(batch["attention_mask"], torch.tensor([len(p) for p, _ in rows]))
+    assert general[:, -4:].tolist() == batch["mask"].tolist()
+
+
+@pytest.mark.parametrize("mode", ["token_mean", "seq_mean_token_mean", "constant"])
+def test_weighted_micro_batches_accumulate_to_the_batch_loss(mode):
+    torch.manual_seed(1)
+    x = torch.randn(4, 3)  # per-token values of a batch of 4 rows
+    mask = torch.tensor([[1, 1, 1], [0, 0, 1], [0, 1, 1], [0, 0, 0]], dtype=torch.bool)
+    whole = aggregate_loss(x, mask, mode, max_tokens=3)
+    parts = [(x[:1], mask[:1]), (x[1:3], mask[1:3]), (x[3:], mask[3:])]  # unequal micro-batches
+    summed = sum(micro_batch_weight(m, mask, mode) * aggregate_loss(v, m, mode, max_tokens=3) for v, m in parts)
+    torch.testing.assert_close(summed, whole)
+
+
+def test_micro_batch_weight_hand_worked():
+    batch = torch.tensor([[1, 1, 1], [0, 0, 1]], dtype=torch.bool)  # 3 + 1 tokens
+    assert micro_batch_weight(batch[:1], batch, "token_mean") == pytest.approx(3 / 4)
+    assert micro_batch_weight(batch[1:], batch, "token_mean") == pytest.approx(1 / 4)
+    assert micro_batch_weight(batch[1:], batch, "seq_mean_token_mean") == pytest.approx(1 / 2)
+    with pytest.raises(ValueError, match="loss_agg"):
+        micro_batch_weight(batch, batch, "sum")
+
+
+# --- the main job ----------------------------------------------------------------------------------------------
+def run_train(run_dir: Path, *overrides: str, wait: bool = True):
+    cmd = [sys.executable, "-m", "planner_rl.train", "debug=smoke", f"hydra.run.dir={run_dir}", *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    if not wait:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+def records(run_dir: Path) -> list[dict]:
+    """metrics.jsonl without timings (perf/), which differ between runs."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows]
+
+
+def test_smoke_run_of_the_main_job(tmp_path):
+    run = tmp_path / "run"
+    out = run_train(run, "logger=wandb")
+    assert "SFT-only" in out and "SFT+GRPO" in out
+    files = [
+        "run.json",
+        "metrics.jsonl",
+        "samples.jsonl",
+        "results.json",
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+    ]
+    for name in [*files, "sft_model/COMPLETE", "eval/step_000000.json", "eval/step_000004.json"]:
+        assert (run / name).exists(), name
+    assert json.loads((run / "run.json").read_text())["git_sha"]
+    rows = records(run)
+    steps = [r["train/step"] for r in rows if "reward/mean" in r]
+    assert steps == [1, 2, 3, 4]
+    keys = {k for r in rows for k in r}
+    for prefix in ("train/", "rollout/", "reward/", "loss/", "eval/", "sft/"):
+        assert any(k.startswith(prefix) for k in keys), prefix
+    assert any(r.get("train/grad_norm", 0) > 0 for r in rows)  # the smoke config's rewards vary: real updates
+    results = json.loads((run / "results.json").read_text())
+    assert set(results) >= {"sft_only", "final"} and "eval/sr" in results["final"]
+    assert list((run / "wandb").glob("offline-run-*")), "logger=wandb without a key runs offline"
+    assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_000002", "step_000004"]
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+    extra = ("grpo.steps=6", "grpo.eval_every=3", "trainer.keep_checkpoints=5")
+    whole = tmp_path / "whole"
+    run_train(whole, *extra)
+
+    killed = tmp_path / "killed"
+    proc = run_train(killed, *extra, wait=False)
+    target = killed / "checkpoints" / "step_000002" / "COMPLETE"
+    deadline = time.monotonic() + 240
+    while not target.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert target.exists() and proc.poll() is None, "the run ended before its first checkpoint could be seen"
+    os.kill(proc.pid, signal.SIGKILL)  # mid-training: step 3 is running
+    proc.wait()
+    assert not (killed / "checkpoints" / "step_000006").exists()
+    out = run_train(killed, *extra)  # trainer.resume=auto: the same command continues the run
+    assert "resumed from" in out
+
+    final = lambda run: load_file(run / "checkpoints" / "step_000006" / "model.safetensors")  # noqa: E731
+    a, b = final(whole), final(killed)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert records(whole) == records(killed)
+    init = load_file(whole / "sft_model" / "model.safetensors")
+    assert any(not torch.equal(init[k], a[k]) for k in a), "GRPO changed the weights"
+
+
+def test_a_broken_checkpoint_write_is_never_resumed(tmp_path):
+    from planner_rl.checkpoint import complete_checkpoints, find_resume, save_checkpoint
+
+    def ok(d: Path) -> None:
+        (d / "w").write_text("x")
+
+    save_checkpoint(tmp_path, 1, ok, keep=2)
+    (tmp_path / "checkpoints" / ".tmp-step_000002").mkdir()  # a killed write
+    (tmp_path / "checkpoints" / "step_000003").mkdir()  # a folder without the marker
+    assert find_resume(tmp_path, "auto").name == "step_000001"
+    save_checkpoint(tmp_path, 4, ok, keep=2)
+    assert not (tmp_path / "checkpoints" / ".tmp-step_000002").exists()
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["step_000001", "step_000004"]
+    assert (tmp_path / "checkpoints" / "latest").read_text() == "step_000004"
+    assert find_resume(tmp_path, "none") is None
+    with pytest.raises(FileNotFoundError, match=r"trainer\.resume"):
+        find_resume(tmp_path, str(tmp_path / "checkpoints" / "step_000003"))
+    with pytest.raises(FileNotFoundError):
+        find_resume(tmp_path, str(tmp_path / "nowhere"))
