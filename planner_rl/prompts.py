@@ -48,9 +48,12 @@ class PromptConfig:
     valid_actions: bool = True  # list the valid actions (Robotouille's `Valid Actions:` block)
     progress: bool = True  # show the hidden counters (cut counts, cook/fry timers)
     history: int = 5  # how many previous actions to show; 0 none, -1 all
+    system: str = "full"  # "full": domain, action syntax and format | "brief": the format line only
 
     def __post_init__(self) -> None:
         check_format(self.output_format)
+        if self.system not in ("full", "brief"):
+            raise ValueError(f"prompt.system must be 'full' or 'brief', got {self.system!r}")
         if not isinstance(self.history, int) or self.history < -1:
             raise ValueError(f"prompt.history must be an integer >= -1 (-1 shows all), got {self.history!r}")
 
@@ -59,6 +62,10 @@ DEFAULT_PROMPT = PromptConfig()
 
 
 def system_message(cfg: PromptConfig) -> str:
+    """The system message; `brief` keeps only the output format (a fifth of a tiny-model prompt's tokens is the
+    domain text, which a model trained from scratch cannot read anyway)."""
+    if cfg.system == "brief":
+        return SYSTEM_FORMAT[cfg.output_format]
     return f"{SYSTEM_DOMAIN}\n{SYSTEM_ACTIONS}\n{SYSTEM_FORMAT[cfg.output_format]}"
 
 

@@ -47,11 +47,11 @@ from planner_rl.grpo import (
     group_advantages,
     grpo_loss,
     micro_batch_weight,
-    token_log_probs,
     zero_variance_groups,
 )
 from planner_rl.logger import Records
 from planner_rl.model import ModelLoadError, load_model_and_tokenizer, model_config
+from planner_rl.packing import group_log_probs
 from planner_rl.rewards import compute_reward
 from planner_rl.rollout.hf import HFRollout, encode_prompt, stop_ids
 from planner_rl.sft import single_step_accuracy, train_sft
@@ -106,37 +106,6 @@ def prompt_order(n: int, seed: int, position: int, count: int) -> list[int]:
     return out
 
 
-def pack(rows: list[tuple[list[int], list[int]]], pad_id: int, device) -> dict[str, torch.Tensor]:
-    """(prompt ids, completion ids) rows, left-padded so every completion ends at the last column.
-
-    The last C + 1 positions (C = longest completion) then hold every completion token and the position that
-    predicts its first token, so the forward computes logits for those columns only (`logits_to_keep`): memory
-    O(B C V) instead of O(B T V) for long prompts.
-    """
-    width = max(len(p) + len(c) for p, c in rows)
-    longest = max(len(c) for _, c in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(rows), width), dtype=torch.long)
-    lengths = torch.tensor([len(c) for _, c in rows])  # [b]
-    for r, (p, c) in enumerate(rows):
-        ids[r, width - len(p) - len(c) :] = torch.tensor(p + c)
-        attn[r, width - len(p) - len(c) :] = 1
-    positions = (attn.cumsum(dim=1) - 1).clamp(min=0)  # [b, T]: as generate numbers left-padded rows
-    mask = torch.arange(longest)[None, :] >= (longest - lengths)[:, None]  # [b, C]: completion tokens
-    batch = {"input_ids": ids, "attention_mask": attn, "position_ids": positions, "mask": mask}
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-def completion_log_probs(model, batch: dict[str, torch.Tensor], temperature: float) -> torch.Tensor:
-    """Log-probs [b, C] of the completion columns of a `pack`ed batch under `model` at `temperature`."""
-    longest = batch["mask"].shape[1]
-    logits = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
-        logits_to_keep=longest + 1, use_cache=False,
-    ).logits  # [b, C+1, V]  # fmt: skip
-    return token_log_probs(logits, batch["input_ids"][:, -(longest + 1) :], temperature)  # [b, C]
-
-
 def eval_line(label: str, m: dict) -> str:
     cells = " ".join(f"{m.get(k, float('nan')):>10.3f}" for k in EVAL_KEYS)
     return f"{label:<10} {cells}"
@@ -187,7 +156,7 @@ def train(cfg: DictConfig) -> dict:
             metrics |= {k.replace("eval/sft_", "eval/step_"): v for k, v in single.items()}
             records.log({"train/step": step, **metrics})
             rows = [[r.task, r.seed, r.success, r.steps, json.dumps(r.transcript)] for r in results if r.transcript]
-            logger.table("eval/episodes", ["task", "seed", "success", "steps", "transcript"], rows)
+            logger.table("eval/transcripts", ["task", "seed", "success", "steps", "transcript"], rows)
             tqdm.write(
                 f"eval step {step}: sr {summary['sr']:.2f} asat {summary['asat']:.1f} min-step sr "
                 f"{summary['min_step_sr']:.2f} ({summary['seconds']:.0f} s, invalid actions: {eval_cfg.invalid})"
@@ -249,20 +218,24 @@ def train(cfg: DictConfig) -> dict:
             records.truncate(stage["offsets"])
         encoded: dict[int, list[int]] = {}  # prompt token ids by training-example index
 
+        timing = {"score": 0.0}
+
         def draw(count: int) -> tuple[list[int], list, list[float], list[dict]]:
             nonlocal position
             idx = prompt_order(len(train_rows), cfg.seed, position, count)
             position += count
             prompts = [encoded.setdefault(i, encode_prompt(tokenizer, train_rows[i]["prompt"])) for i in idx]
             comps = rollout.generate(prompts, G, sampling)  # [count*G], each prompt's samples adjacent
+            t = time.perf_counter()
             scored = [compute_reward(reward_cfg, c.text, train_rows[idx[k // G]], fmt) for k, c in enumerate(comps)]
+            timing["score"] += time.perf_counter() - t
             return idx, comps, [s for s, _ in scored], [i for _, i in scored]
 
         last = {}
         bar = tqdm(total=grpo.steps, initial=step, desc="grpo", dynamic_ncols=True, disable=None)
         while step < grpo.steps:
             step += 1
-            t0 = time.perf_counter()
+            t0, timing["score"] = time.perf_counter(), 0.0
             # --- sample groups and score them ----------------------------------------------------------------------
             idx, comps, scores, infos = draw(grpo.prompts_per_step)
             flat = torch.tensor(scores)  # [N*G]
@@ -283,7 +256,7 @@ def train(cfg: DictConfig) -> dict:
                 keep = keep[: grpo.prompts_per_step]
                 metrics["rollout/resample_rounds"] = rounds
             rows_kept = [g * G + k for g in keep for k in range(G)]
-            t_gen = time.perf_counter() - t0
+            t_gen = time.perf_counter() - t0 - timing["score"]
             metrics |= {
                 "reward/mean": float(np.mean(scores)),
                 "reward/main": float(np.mean([i["main"] for i in infos])),
@@ -296,31 +269,38 @@ def train(cfg: DictConfig) -> dict:
             # --- advantages --------------------------------------------------------------------------------------
             rewards = torch.tensor([scores[r] for r in rows_kept])  # [B] (B = kept groups * G)
             adv = group_advantages(rewards, G, grpo.advantage_scale) if rows_kept else rewards  # [B]
-            rows = [(encoded[idx[r // G]], comps[r].token_ids) for r in rows_kept]
-            size = trainer_cfg.micro_batch_size
+            # micro-batches of whole groups: each group's prompt runs through the model once (planner_rl/packing.py)
+            per = max(1, trainer_cfg.micro_batch_size // G)
             mbs = [
-                (pack(rows[s : s + size], pad_id, backend.device), adv[s : s + size]) for s in range(0, len(rows), size)
-            ]
-            lengths = torch.tensor([len(c) for _, c in rows] or [0])  # [B]
+                ([encoded[idx[g]] for g in keep[s : s + per]],
+                 [comps[g * G + k].token_ids for g in keep[s : s + per] for k in range(G)],
+                 adv[s * G : (s + per) * G])
+                for s in range(0, len(keep), per)
+            ]  # fmt: skip
+            lengths = torch.tensor([len(c) for _, cs, _ in mbs for c in cs] or [0])  # [B]
             batch_mask = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]  # [B, C]: the loss's normaliser
+
+            def logps(model, mb):  # (log-probs [b, C], completion mask [b, C]) of one micro-batch
+                return group_log_probs(model, mb[0], mb[1], pad_id, temp)
+
             # --- old and reference log-probs (only when they are used) --------------------------------------------
             t1 = time.perf_counter()
             with torch.no_grad(), backend.autocast():
                 none = [None] * len(mbs)
-                olds = [completion_log_probs(backend.model, mb, temp) for mb, _ in mbs] if grpo.mu > 1 else none
-                refs = [completion_log_probs(reference, mb, temp) for mb, _ in mbs] if reference is not None else none
+                olds = [logps(backend.model, mb)[0] for mb in mbs] if grpo.mu > 1 else none
+                refs = [logps(reference, mb)[0] for mb in mbs] if reference is not None else none
             t_logp = time.perf_counter() - t1
             # --- policy-gradient update (mu steps per batch, micro-batches accumulated) ----------------------------
             t2, stats = time.perf_counter(), {}
             for _ in range(grpo.mu if mbs else 0):
                 stats = {}
-                for (mb, a), old, ref in zip(mbs, olds, refs, strict=True):
+                for mb, old, ref in zip(mbs, olds, refs, strict=True):
                     with backend.autocast():
-                        logp = completion_log_probs(backend.model, mb, temp)  # [b, C]
-                    loss, s = grpo_loss(logp, old, ref, a.to(logp.device), mb["mask"], grpo)
-                    w = micro_batch_weight(mb["mask"], batch_mask, grpo.loss_agg)
+                        logp, mask = logps(backend.model, mb)  # [b, C] x2
+                    loss, s = grpo_loss(logp, old, ref, mb[2].to(logp.device), mask, grpo)
+                    w = micro_batch_weight(mask, batch_mask, grpo.loss_agg)
                     backend.backward(loss * w)
-                    share = float(mb["mask"].sum()) / max(float(batch_mask.sum()), 1.0)
+                    share = float(mask.sum()) / max(float(batch_mask.sum()), 1.0)
                     for k, v in s.items():
                         weight = w if k in ("loss/policy", "loss/kl", "loss/total") else share
                         stats[k] = max(stats.get(k, v), v) if k == "loss/ratio_max" else stats.get(k, 0.0) + weight * v
@@ -334,14 +314,15 @@ def train(cfg: DictConfig) -> dict:
             t_sync = time.perf_counter() - t3
             # --- log ---------------------------------------------------------------------------------------------
             gen_tokens = sum(len(c.token_ids) for c in comps)
-            train_tokens = int(sum(mb["attention_mask"].sum() for mb, _ in mbs)) * grpo.mu
+            train_tokens = sum(len(p) for mb in mbs for p in mb[0]) + int(lengths.sum())  # prompts once, per group
+            train_tokens *= grpo.mu
             elapsed = time.perf_counter() - t0
             metrics |= {
                 "train/step": step,
                 "train/epoch": position / len(train_rows),
                 "train/samples": position * G,
-                "perf/generate_s": t_gen, "perf/logprob_s": t_logp, "perf/update_s": t_update, "perf/sync_s": t_sync,
-                "perf/step_s": elapsed,
+                "perf/generate_s": t_gen, "perf/score_s": timing["score"], "perf/logprob_s": t_logp,
+                "perf/update_s": t_update, "perf/sync_s": t_sync, "perf/step_s": elapsed,
                 "perf/generate_tokens_per_s": gen_tokens / max(t_gen, 1e-9),
                 "perf/train_tokens_per_s": train_tokens / max(t_update, 1e-9),
             }  # fmt: skip

@@ -36,6 +36,10 @@ def test_sections_follow_the_config(make_world):
 def test_system_message_names_the_output_format():
     assert "`Action: <action>`" in system_message(PromptConfig())
     assert "<think>" in system_message(PromptConfig(output_format="think"))
+    brief = system_message(PromptConfig(system="brief"))
+    assert "`Action: <action>`" in brief and "kitchen" not in brief
+    with pytest.raises(ValueError, match=r"prompt\.system"):
+        PromptConfig(system="short")
     with pytest.raises(ValueError, match="output format"):
         PromptConfig(output_format="json")
     with pytest.raises(ValueError, match=r"prompt\.history"):

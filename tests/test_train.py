@@ -17,8 +17,9 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 from safetensors.torch import load_file
 
-from planner_rl.grpo import aggregate_loss, completion_mask, micro_batch_weight, token_log_probs
-from planner_rl.train import ConfigError, pack, prompt_order, typed
+from planner_rl.grpo import aggregate_loss, micro_batch_weight, token_log_probs
+from planner_rl.packing import group_log_probs
+from planner_rl.train import ConfigError, prompt_order, typed
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,30 +103,33 @@ def test_prompt_order_is_a_permutation_per_epoch_and_resumes_from_a_position():
     assert prompt_order(n, 4, 0, n) != first
 
 
-def test_pack_logits_to_keep_matches_the_full_forward():
+def test_group_log_probs_equal_a_full_forward_of_each_sequence():
     torch.manual_seed(0)
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     model = Qwen3ForCausalLM(
         Qwen3Config(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                     num_key_value_heads=1, head_dim=16, max_position_embeddings=64)
-    ).eval()  # fmt: skip
-    rows = [([1, 2, 3, 4, 5], [6, 7]), ([8, 9], [10, 11, 12, 13]), ([14, 15, 16], [17])]
-    from planner_rl.train import completion_log_probs
-
-    batch = pack(rows, 0, "cpu")
-    with torch.no_grad():
-        tail = completion_log_probs(model, batch, 0.7)  # [3, 4]
-    assert batch["mask"].tolist() == [[0, 0, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1]]
-    for r, (p, c) in enumerate(rows):  # each row alone, unpadded, all logits
+    )  # fmt: skip
+    prompts = [[1, 2, 3, 4, 5, 6], [7, 8], [9, 10, 11, 12]]  # unequal lengths: left padding
+    comps = [[13, 14], [15], [16, 17, 18], [19, 20, 21], [22], [23, 24], [25], [26, 27], [28]]  # G = 3
+    logp, mask = group_log_probs(model, prompts, comps, 0, 0.7)  # [9, 3] x2
+    assert mask.tolist()[:3] == [[1, 1, 0], [1, 0, 0], [1, 1, 1]]
+    (logp * mask).sum().backward()
+    shared = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    total = 0.0
+    for r, c in enumerate(comps):  # each sequence alone, unpadded, every logit
+        p = prompts[r // 3]
         ids = torch.tensor([p + c])
-        with torch.no_grad():
-            full = token_log_probs(model(input_ids=ids).logits, ids, 0.7)[0, len(p) - 1 :]  # the completion's
-        got = tail[r][batch["mask"][r]]
-        torch.testing.assert_close(got, full, atol=1e-5, rtol=1e-5)
-    # and the general mask of grpo.py agrees on which tokens are the completion
-    general = completion_mask(batch["attention_mask"], torch.tensor([len(p) for p, _ in rows]))
-    assert general[:, -4:].tolist() == batch["mask"].tolist()
+        full = token_log_probs(model(input_ids=ids).logits, ids, 0.7)[0, len(p) - 1 :]  # the completion's
+        torch.testing.assert_close(logp[r][mask[r]].detach(), full.detach(), atol=1e-5, rtol=1e-5)
+        total = total + full.sum()
+    total.backward()  # and the gradient through the repeated prompt cache is the sum over the G sequences'
+    for a, b in zip(shared, (p.grad for p in model.parameters()), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="groups"):
+        group_log_probs(model, prompts, comps[:8], 0, 1.0)
 
 
 @pytest.mark.parametrize("mode", ["token_mean", "seq_mean_token_mean", "constant"])
