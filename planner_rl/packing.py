@@ -41,7 +41,7 @@ def group_log_probs(
     p_ids, p_attn, c_ids, mask = p_ids.to(device), p_attn.to(device), c_ids.to(device), mask.to(device)
 
     cache = DynamicCache()
-    kw = _cache_keyword(model)
+    kw = cache_keyword(model)
     p_pos = (p_attn.cumsum(dim=1) - 1).clamp(min=0)  # [n, P]
     first = model(
         input_ids=p_ids, attention_mask=p_attn, position_ids=p_pos, **{kw: cache}, use_cache=True,
@@ -59,7 +59,7 @@ def group_log_probs(
     return token_log_probs(logits, ids, temperature), mask
 
 
-def _cache_keyword(model) -> str:
+def cache_keyword(model) -> str:
     """`cache` in transformers >= 5.2x, `past_key_values` before (and for wrappers that hide the signature)."""
     inner = getattr(model, "module", model)  # a DeepSpeed engine wraps the model
     return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"

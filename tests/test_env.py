@@ -1,6 +1,7 @@
 """The gym-like text environment: observation text, feedback on bad actions, layouts, task table, file errors."""
 
 import json
+import re
 import string
 
 import pytest
@@ -209,11 +210,17 @@ def _raw(task="cheese_sandwich"):
         (lambda r: r.update(goal=[]), "field 'goal' is empty"),
     ],
 )
-def test_malformed_problem_files_name_the_field(edit, message):
-    raw = _raw()
+def test_malformed_problem_files_name_the_field(tmp_path, edit, message):
+    raw, pattern = _raw(), re.escape(message)
     edit(raw)
-    with pytest.raises(ProblemError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ProblemError, match=pattern) as err:
         build_problem(raw, load_domain(), "broken.json")
+    assert str(err.value).startswith("broken.json: ")
+    path = tmp_path / "broken_kitchen.json"  # the same file read from disk: the message names its path
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ProblemError, match=pattern) as err:
+        load_problem(path)
+    assert str(err.value).startswith(f"{path}: ") and "broken_kitchen.json" in str(err.value)
 
 
 def test_unreadable_problem_files(tmp_path):

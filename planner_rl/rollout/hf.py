@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from transformers import DynamicCache
 
+from planner_rl.packing import cache_keyword
 from planner_rl.rollout import Completion, Sampling
 
 
@@ -54,6 +56,23 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+def shared_prefix_cache(model, ids: torch.Tensor, mask: torch.Tensor, n: int) -> DynamicCache:
+    """The KV cache of every prompt token but the last ([p, ...] computed once, repeated to [p*n, ...]).
+
+    `generate` given this cache and the repeated prompts only runs the last prompt token and the new ones, so a
+    group's prefill costs one prompt instead of n (greedy outputs are token for token those of a plain `generate`,
+    tests/test_model.py).
+    """
+    cache = DynamicCache()
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # [p, W]
+    model(
+        input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+        **{cache_keyword(model): cache}, use_cache=True, logits_to_keep=1,
+    )  # fmt: skip
+    cache.batch_repeat_interleave(n)
+    return cache
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -77,13 +96,19 @@ def generate(
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         ids, mask = left_pad(chunk, pad)
+        ids, mask = ids.to(device), mask.to(device)
+        prefix = {}
+        if n > 1 and ids.shape[1] > 1:  # run each prompt once, not n times: its cache is repeated for the samples
+            prefix = {cache_keyword(model): shared_prefix_cache(model, ids, mask, n)}
+            ids, mask = ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)
         seqs = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
+            input_ids=ids,
+            attention_mask=mask,
             max_new_tokens=max_new_tokens,
-            num_return_sequences=n,
+            num_return_sequences=1 if prefix else n,
             eos_token_id=stops,
             pad_token_id=pad,
+            **prefix,
             **sampling,
         )  # [len(chunk) * n, width + new], each prompt's n samples adjacent
         new = seqs[:, ids.shape[1] :].tolist()
