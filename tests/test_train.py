@@ -197,6 +197,26 @@ def test_smoke_run_of_the_main_job(tmp_path):
     assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_000002", "step_000004"]
 
 
+@pytest.mark.parametrize(
+    "variant",
+    [
+        ("grpo.mu=2", "grpo.beta=0.1", "grpo.zero_variance=resample", "grpo.loss_agg=seq_mean_token_mean"),
+        ("grpo.zero_variance=drop", "grpo.loss_agg=constant", "grpo.max_completion_tokens=16",
+         "grpo.advantage_scale=none", "reward=optimal_set"),
+    ],
+)  # fmt: skip
+def test_objective_variants_run_end_to_end(tmp_path, variant):
+    run = tmp_path / "run"
+    run_train(run, "grpo.steps=2", "grpo.eval_every=0", "sft.epochs=1", *variant)
+    rows = [r for r in records(run) if "reward/mean" in r]
+    assert [r["train/step"] for r in rows] == [1, 2]
+    if "grpo.beta=0.1" in variant:
+        assert all("loss/kl" in r and r["loss/kl"] >= 0 for r in rows if r["train/updated"])
+        assert all("rollout/resample_rounds" in r for r in rows)
+    else:
+        assert all(r["rollout/groups"] <= 2 for r in rows)
+
+
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     extra = ("grpo.steps=6", "grpo.eval_every=3", "trainer.keep_checkpoints=5")
     whole = tmp_path / "whole"
