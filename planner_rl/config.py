@@ -21,7 +21,9 @@ from planner_rl.model import ModelConfig
 from planner_rl.prompts import PromptConfig
 from planner_rl.rewards import RewardConfig
 from planner_rl.rollout.hf import HFRolloutConfig
+from planner_rl.rollout.vllm import VLLMRolloutConfig
 from planner_rl.sft import SFTConfig
+from planner_rl.trainer.deepspeed import DeepSpeedTrainerConfig
 from planner_rl.trainer.torch import TorchTrainerConfig
 
 
@@ -69,6 +71,8 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="rollout", name="hf_schema", node=HFRolloutConfig)
+    cs.store(group="rollout", name="vllm_schema", node=VLLMRolloutConfig)
     cs.store(group="trainer", name="torch_schema", node=TorchTrainerConfig)
+    cs.store(group="trainer", name="deepspeed_schema", node=DeepSpeedTrainerConfig)
     cs.store(group="logger", name="none_schema", node=NoLoggerConfig)
     cs.store(group="logger", name="wandb_schema", node=WandbConfig)
