@@ -45,19 +45,30 @@ def find_resume(run_dir: Path, resume: str) -> Path | None:
     return path
 
 
-def write_atomically(final: Path, write: Callable[[Path], None]) -> Path:
-    """Fill a folder through `write(tmp_dir)`, mark it COMPLETE and rename it to `final` (replacing an old one)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(".tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by a killed write
+def write_atomically(
+    final: Path, write: Callable[[Path], None], main: bool = True, sync: Callable[[], None] = lambda: None
+) -> Path:
+    """Fill a folder through `write(tmp_dir)`, mark it COMPLETE and rename it to `final` (replacing an old one).
+
+    Under data parallelism every rank calls this with the same shared `final` (`sync` a barrier, `main` true on
+    rank 0): rank 0 prepares and finishes the folder, every rank writes its part in between.
+    """
     tmp = final.parent / f".tmp-{final.name}"
-    tmp.mkdir()
+    if main:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for stale in final.parent.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed write
+        tmp.mkdir()
+    sync()
     write(tmp)
-    (tmp / MARKER).write_text("")
-    _fsync_tree(tmp)
-    if final.exists():  # a re-run of the same step after a resume from an older checkpoint
-        shutil.rmtree(final)
-    tmp.rename(final)
+    sync()
+    if main:
+        (tmp / MARKER).write_text("")
+        _fsync_tree(tmp)
+        if final.exists():  # a re-run of the same step after a resume from an older checkpoint
+            shutil.rmtree(final)
+        tmp.rename(final)
+    sync()
     return final
 
 
@@ -65,15 +76,24 @@ def is_complete(path: Path) -> bool:
     return (Path(path) / MARKER).exists()
 
 
-def save_checkpoint(run_dir: Path, step: int, write: Callable[[Path], None], keep: int) -> Path:
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    write: Callable[[Path], None],
+    keep: int,
+    main: bool = True,
+    sync: Callable[[], None] = lambda: None,
+) -> Path:
     """Write checkpoint `step` through `write(tmp_dir)`, atomically; keep the newest `keep` complete ones."""
     root = checkpoint_dir(run_dir)
-    final = write_atomically(root / f"step_{step:06d}", write)
-    pointer = root / ".latest.tmp"
-    pointer.write_text(final.name)
-    os.replace(pointer, root / "latest")
-    for old in complete_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    final = write_atomically(root / f"step_{step:06d}", write, main, sync)
+    if main:
+        pointer = root / ".latest.tmp"
+        pointer.write_text(final.name)
+        os.replace(pointer, root / "latest")
+        for old in complete_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    sync()
     return final
 
 

@@ -258,19 +258,20 @@ def aggregate_loss(
     raise ValueError(f"grpo.loss_agg must be one of {LOSS_AGGS}, got {mode!r}")
 
 
-def micro_batch_weight(mask: torch.Tensor, batch_mask: torch.Tensor, mode: str) -> float:
+def micro_batch_weight(mask: torch.Tensor, batch_tokens: float, batch_rows: int, mode: str) -> float:
     """Factor that turns `aggregate_loss` over a micro-batch into its exact share of the loss over the batch.
 
-    mask [b, T] is the micro-batch's completion mask, batch_mask [B, T'] the whole batch's. Summing
-    weight * aggregate_loss(micro-batch) over the micro-batches gives aggregate_loss(batch) for every mode:
-    token_mean: the micro-batch's share of the batch's tokens; seq_mean_token_mean and constant: b / B. E.g. a
-    batch of 2 rows with 3 and 1 completion tokens, split in single rows, token_mean: weights 3/4 and 1/4, so
-    3/4 * mean(row 0) + 1/4 * mean(row 1) = sum of all 4 tokens / 4.
+    mask [b, T] is the micro-batch's completion mask; batch_tokens and batch_rows are the whole batch's completion
+    tokens and rows (over every rank, under data parallelism). Summing weight * aggregate_loss(micro-batch) over
+    the micro-batches gives aggregate_loss(batch) for every mode: token_mean: the micro-batch's share of the
+    batch's tokens; seq_mean_token_mean and constant: b / B. E.g. a batch of 2 rows with 3 and 1 completion
+    tokens, split in single rows, token_mean: weights 3/4 and 1/4, so 3/4 * mean(row 0) + 1/4 * mean(row 1) =
+    sum of all 4 tokens / 4.
     """
     if mode == "token_mean":
-        return float(mask.sum()) / max(float(batch_mask.sum()), 1.0)
+        return float(mask.sum()) / max(float(batch_tokens), 1.0)
     if mode in ("seq_mean_token_mean", "constant"):
-        return mask.shape[0] / batch_mask.shape[0]
+        return mask.shape[0] / max(batch_rows, 1)
     raise ValueError(f"grpo.loss_agg must be one of {LOSS_AGGS}, got {mode!r}")
 
 

@@ -104,15 +104,19 @@ class Records:
 
     FILES = ("metrics.jsonl", "samples.jsonl")
 
-    def __init__(self, run_dir: Path, logger, console_every: int = 1):
-        self.run_dir, self.logger = Path(run_dir), logger
-        self.files = {name: (self.run_dir / name).open("a") for name in self.FILES}
+    def __init__(self, run_dir: Path, logger, enabled: bool = True):
+        self.run_dir, self.logger, self.enabled = Path(run_dir), logger, enabled  # disabled on ranks other than 0
+        self.files = {name: (self.run_dir / name).open("a") for name in self.FILES} if enabled else {}
 
     def log(self, metrics: dict) -> None:
+        if not self.enabled:
+            return
         self._write("metrics.jsonl", metrics)
         self.logger.log(metrics)
 
     def samples(self, step: int, columns: list[str], rows: list[list]) -> None:
+        if not self.enabled:
+            return
         for row in rows:
             self._write("samples.jsonl", {"train/step": step, **dict(zip(columns, row, strict=True))})
         self.logger.table("rollout/samples", columns, rows)

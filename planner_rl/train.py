@@ -36,6 +36,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from planner_rl import distributed as dist
 from planner_rl.checkpoint import find_resume, is_complete, save_checkpoint, write_atomically
 from planner_rl.config import register_configs
 from planner_rl.data import build_dataset, task_list
@@ -49,7 +50,7 @@ from planner_rl.grpo import (
     micro_batch_weight,
     zero_variance_groups,
 )
-from planner_rl.logger import Records
+from planner_rl.logger import NoLogger, Records
 from planner_rl.model import ModelLoadError, load_model_and_tokenizer, model_config
 from planner_rl.packing import group_log_probs
 from planner_rl.rewards import compute_reward
@@ -132,17 +133,29 @@ def train(cfg: DictConfig) -> dict:
     model_cfg, fmt, G = model_config(cfg.model), prompt_cfg.output_format, grpo.group_size
     sampling = rollout_cfg.sampling
     temp = sampling.temperature or 1.0  # log-probs of the sampling distribution (greedy sampling: of the policy)
+    rank, world = dist.rank(), dist.world_size()
+    main = rank == 0  # rank 0 logs, evaluates and writes the run's files; every rank samples and trains
+    if world > 1 and (grpo.prompts_per_step % world or grpo.zero_variance == "resample"):
+        raise ConfigError(
+            f"with {world} ranks, grpo.prompts_per_step ({grpo.prompts_per_step}) must be a multiple of the number "
+            "of ranks, and grpo.zero_variance must be keep or drop"
+        )
+    say = tqdm.write if main else (lambda *_: None)
     config = OmegaConf.to_container(cfg, resolve=True)
-    meta = {"git_sha": git_sha(), "command": " ".join(sys.argv), "overrides": list(HydraConfig.get().overrides.task)}
-    (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
-    logger = get_class(cfg.logger._target_)(OmegaConf.to_object(cfg.logger), run_dir, config | meta, cfg.name)
-    records, rollout = Records(run_dir, logger), None
+    meta = {"git_sha": git_sha(), "command": " ".join(sys.argv), "overrides": list(HydraConfig.get().overrides.task),
+            "world_size": world}  # fmt: skip
+    if main:
+        (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+        logger = get_class(cfg.logger._target_)(OmegaConf.to_object(cfg.logger), run_dir, config | meta, cfg.name)
+    else:
+        logger = NoLogger(None, run_dir, config, cfg.name)
+    records, rollout, backend = Records(run_dir, logger, enabled=main), None, None
     try:
         # --- data -----------------------------------------------------------------------------------------------
         data, report = build_dataset(cfg)
         train_rows, test_rows = data["train"].to_list(), data["test"].to_list()
         tasks, test_seeds = task_list(cfg.env.tasks), list(cfg.env.test_seeds)
-        print(
+        say(
             f"data: {report['examples']['train']} train / {report['examples']['test']} test prompts "
             f"({report['tasks']} tasks) in {report['seconds']:.1f} s; ambiguity {report['ambiguity']['rate']:.2%}"
         )
@@ -157,7 +170,7 @@ def train(cfg: DictConfig) -> dict:
             records.log({"train/step": step, **metrics})
             rows = [[r.task, r.seed, r.success, r.steps, json.dumps(r.transcript)] for r in results if r.transcript]
             logger.table("eval/transcripts", ["task", "seed", "success", "steps", "transcript"], rows)
-            tqdm.write(
+            say(
                 f"eval step {step}: sr {summary['sr']:.2f} asat {summary['asat']:.1f} min-step sr "
                 f"{summary['min_step_sr']:.2f} ({summary['seconds']:.0f} s, invalid actions: {eval_cfg.invalid})"
             )
@@ -165,6 +178,8 @@ def train(cfg: DictConfig) -> dict:
 
         # --- SFT warm start and the SFT-only evaluation (step 0) -------------------------------------------------
         sft_dir = run_dir / "sft_model"
+        while not main and not is_complete(sft_dir):  # no process group yet: wait for rank 0 on the shared disk
+            time.sleep(2)
         if not is_complete(sft_dir):
             records.truncate({})
             seed_everything(cfg.seed)
@@ -175,7 +190,7 @@ def train(cfg: DictConfig) -> dict:
                 def log_sft(m: dict) -> None:
                     records.log(m)
                     if "eval/sft_accuracy" in m:
-                        tqdm.write(
+                        say(
                             f"sft epoch {m['sft/epoch']}: test loss {m['eval/sft_loss']:.4f}, single-step accuracy "
                             f"{m['eval/sft_accuracy']:.3f}, valid {m['eval/sft_valid_rate']:.3f}"
                         )
@@ -213,7 +228,7 @@ def train(cfg: DictConfig) -> dict:
             set_rng_state(loop["rng"])
             records.truncate(loop["offsets"])
             rollout.sync_weights(backend.unwrapped)
-            print(f"resumed from {ckpt} (step {step})")
+            say(f"resumed from {ckpt} (step {step})")
         else:
             records.truncate(stage["offsets"])
         encoded: dict[int, list[int]] = {}  # prompt token ids by training-example index
@@ -221,18 +236,22 @@ def train(cfg: DictConfig) -> dict:
         timing = {"score": 0.0}
 
         def draw(count: int) -> tuple[list[int], list, list[float], list[dict]]:
+            """This rank's share of the next `count` prompts of the data order, G samples each, and their scores."""
             nonlocal position
-            idx = prompt_order(len(train_rows), cfg.seed, position, count)
+            share = count // world
+            first = position + rank * share  # global data-order position of this rank's first prompt
+            idx = prompt_order(len(train_rows), cfg.seed, first, share)
             position += count
             prompts = [encoded.setdefault(i, encode_prompt(tokenizer, train_rows[i]["prompt"])) for i in idx]
-            comps = rollout.generate(prompts, G, sampling)  # [count*G], each prompt's samples adjacent
+            seeds = [cfg.seed * 1_000_003 + first + k for k in range(share)]  # a group's samples: f(seed, position)
+            comps = rollout.generate(prompts, G, sampling, seeds)  # [share*G], each prompt's samples adjacent
             t = time.perf_counter()
             scored = [compute_reward(reward_cfg, c.text, train_rows[idx[k // G]], fmt) for k, c in enumerate(comps)]
             timing["score"] += time.perf_counter() - t
             return idx, comps, [s for s, _ in scored], [i for _, i in scored]
 
         last = {}
-        bar = tqdm(total=grpo.steps, initial=step, desc="grpo", dynamic_ncols=True, disable=None)
+        bar = tqdm(total=grpo.steps, initial=step, desc="grpo", dynamic_ncols=True, disable=None if main else True)
         while step < grpo.steps:
             step += 1
             t0, timing["score"] = time.perf_counter(), 0.0
@@ -240,7 +259,7 @@ def train(cfg: DictConfig) -> dict:
             idx, comps, scores, infos = draw(grpo.prompts_per_step)
             flat = torch.tensor(scores)  # [N*G]
             zero = zero_variance_groups(flat, G)  # [N]
-            metrics = {"rollout/zero_variance_frac": zero.float().mean().item()}
+            metrics = {}
             keep = (
                 [g for g in range(len(idx)) if not zero[g]] if grpo.zero_variance != "keep" else list(range(len(idx)))
             )
@@ -257,15 +276,18 @@ def train(cfg: DictConfig) -> dict:
                 metrics["rollout/resample_rounds"] = rounds
             rows_kept = [g * G + k for g in keep for k in range(G)]
             t_gen = time.perf_counter() - t0 - timing["score"]
-            metrics |= {
-                "reward/mean": float(np.mean(scores)),
-                "reward/main": float(np.mean([i["main"] for i in infos])),
-                "reward/valid_rate": float(np.mean([i["valid"] for i in infos])),
-                "reward/format_rate": float(np.mean([i["well_formed"] for i in infos])),
-                "rollout/groups": len(keep),
-                "rollout/completion_tokens": float(np.mean([len(c.token_ids) for c in comps])),
-                "rollout/truncated_frac": float(np.mean([not c.finished for c in comps])),
-            }
+            sums = dist.all_sum(
+                [len(scores), sum(scores), sum(i["main"] for i in infos), sum(i["valid"] for i in infos),
+                 sum(i["well_formed"] for i in infos), sum(len(c.token_ids) for c in comps),
+                 sum(not c.finished for c in comps), float(zero.sum()), len(zero), len(keep)]
+            )  # fmt: skip
+            n = max(sums[0], 1)
+            metrics = {
+                "reward/mean": sums[1] / n, "reward/main": sums[2] / n, "reward/valid_rate": sums[3] / n,
+                "reward/format_rate": sums[4] / n, "rollout/completion_tokens": sums[5] / n,
+                "rollout/truncated_frac": sums[6] / n, "rollout/zero_variance_frac": sums[7] / max(sums[8], 1),
+                "rollout/groups": int(sums[9]),
+            } | metrics  # fmt: skip
             # --- advantages --------------------------------------------------------------------------------------
             rewards = torch.tensor([scores[r] for r in rows_kept])  # [B] (B = kept groups * G)
             adv = group_advantages(rewards, G, grpo.advantage_scale) if rows_kept else rewards  # [B]
@@ -274,11 +296,16 @@ def train(cfg: DictConfig) -> dict:
             mbs = [
                 ([encoded[idx[g]] for g in keep[s : s + per]],
                  [comps[g * G + k].token_ids for g in keep[s : s + per] for k in range(G)],
-                 adv[s * G : (s + per) * G])
+                 adv[s * G : (s + per) * G], 1.0)
                 for s in range(0, len(keep), per)
             ]  # fmt: skip
-            lengths = torch.tensor([len(c) for _, cs, _ in mbs for c in cs] or [0])  # [B]
-            batch_mask = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]  # [B, C]: the loss's normaliser
+            lengths = [len(c) for _, cs, _, _ in mbs for c in cs]  # [B] on this rank
+            batch_tokens, batch_rows, kept_all = dist.all_sum([sum(lengths), len(lengths), len(keep)])
+            if kept_all == 0:  # every rank dropped every group: no update anywhere
+                mbs = []
+            while len(mbs) < dist.all_max([len(mbs)])[0]:  # ZeRO reduces inside backward: equal calls per rank
+                g = keep[0] if keep else 0  # a group of this rank, counted with loss weight 0
+                mbs.append(([encoded[idx[g]]], [comps[g * G + k].token_ids for k in range(G)], torch.zeros(G), 0.0))
 
             def logps(model, mb):  # (log-probs [b, C], completion mask [b, C]) of one micro-batch
                 return group_log_probs(model, mb[0], mb[1], pad_id, temp)
@@ -298,13 +325,17 @@ def train(cfg: DictConfig) -> dict:
                     with backend.autocast():
                         logp, mask = logps(backend.model, mb)  # [b, C] x2
                     loss, s = grpo_loss(logp, old, ref, mb[2].to(logp.device), mask, grpo)
-                    w = micro_batch_weight(mask, batch_mask, grpo.loss_agg)
-                    backend.backward(loss * w)
-                    share = float(mask.sum()) / max(float(batch_mask.sum()), 1.0)
+                    w = micro_batch_weight(mask, batch_tokens, batch_rows, grpo.loss_agg) * mb[3]
+                    backend.backward(loss * w * world)  # ranks' gradients are averaged: x world sums them
+                    share = float(mask.sum()) / max(batch_tokens, 1) * mb[3]
                     for k, v in s.items():
                         weight = w if k in ("loss/policy", "loss/kl", "loss/total") else share
                         stats[k] = max(stats.get(k, v), v) if k == "loss/ratio_max" else stats.get(k, 0.0) + weight * v
                 stats |= backend.step()
+            if stats:  # each rank's share of the batch's loss statistics -> the batch's
+                keys = [k for k in stats if k.startswith("loss/") and k != "loss/ratio_max"]
+                stats |= dict(zip(keys, dist.all_sum([stats[k] for k in keys]), strict=True))
+                stats["loss/ratio_max"] = dist.all_max([stats["loss/ratio_max"]])[0]
             metrics |= stats
             metrics["train/updated"] = float(bool(mbs))
             t_update = time.perf_counter() - t2
@@ -313,8 +344,8 @@ def train(cfg: DictConfig) -> dict:
             rollout.sync_weights(backend.unwrapped)
             t_sync = time.perf_counter() - t3
             # --- log ---------------------------------------------------------------------------------------------
-            gen_tokens = sum(len(c.token_ids) for c in comps)
-            train_tokens = sum(len(p) for mb in mbs for p in mb[0]) + int(lengths.sum())  # prompts once, per group
+            gen_tokens = sum(len(c.token_ids) for c in comps)  # this rank's; perf/ figures are rank 0's
+            train_tokens = sum(len(p) for mb in mbs for p in mb[0]) + sum(lengths)  # prompts once per group
             train_tokens *= grpo.mu
             elapsed = time.perf_counter() - t0
             metrics |= {
@@ -328,7 +359,7 @@ def train(cfg: DictConfig) -> dict:
             }  # fmt: skip
             records.log(metrics)
             bar.update(1)
-            tqdm.write(
+            say(
                 f"step {step}/{grpo.steps} reward {metrics['reward/mean']:.3f} match {metrics['reward/main']:.3f} "
                 f"valid {metrics['reward/valid_rate']:.2f} zero-var {metrics['rollout/zero_variance_frac']:.2f} "
                 f"loss {metrics.get('loss/total', 0.0):+.4f} grad {metrics.get('train/grad_norm', 0.0):.3f} "
@@ -342,17 +373,27 @@ def train(cfg: DictConfig) -> dict:
                 records.samples(step, cols, table)
             # --- evaluate and checkpoint on schedule ---------------------------------------------------------------
             if step == grpo.steps or (grpo.eval_every and step % grpo.eval_every == 0):
-                last = run_eval(backend.unwrapped, tokenizer, rollout, step)
+                dist.barrier()
+                last = run_eval(backend.unwrapped, tokenizer, rollout, step) if main else {}
+                dist.barrier()
             if step == grpo.steps or (trainer_cfg.checkpoint_every and step % trainer_cfg.checkpoint_every == 0):
 
                 def write_ckpt(tmp: Path, step=step) -> None:
-                    backend.save(tmp)
-                    tokenizer.save_pretrained(tmp)
-                    loop = {"step": step, "position": position, "rng": rng_state(), "offsets": records.offsets()}
-                    torch.save(loop, tmp / "loop.pt")
+                    backend.save(tmp)  # collective
+                    if main:
+                        tokenizer.save_pretrained(tmp)
+                        loop = {"step": step, "position": position, "rng": rng_state(), "offsets": records.offsets()}
+                        torch.save(loop, tmp / "loop.pt")
 
-                save_checkpoint(run_dir, step, write_ckpt, trainer_cfg.keep_checkpoints)
+                save_checkpoint(run_dir, step, write_ckpt, trainer_cfg.keep_checkpoints, main, dist.barrier)
+                if world > 1 and getattr(trainer_cfg, "zero_stage", 0) < 3:  # ZeRO-3 ranks hold shards, not copies
+                    total = sum(p.detach().double().sum().item() for p in backend.unwrapped.parameters())
+                    hi, neg_lo = dist.all_max([total, -total])
+                    if hi != -neg_lo:
+                        raise RuntimeError(f"step {step}: the ranks' weights differ (checksums {-neg_lo} .. {hi})")
         bar.close()
+        if not main:
+            return {}
         if not last:  # resumed after the last step's checkpoint, or steps=0
             last = run_eval(backend.unwrapped, tokenizer, rollout, step)
 
@@ -376,6 +417,8 @@ def train(cfg: DictConfig) -> dict:
         logger.finish()
         if rollout is not None:
             rollout.close()
+        if backend is not None:
+            backend.close()
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")

@@ -58,7 +58,7 @@ def train(backend, data, rank: int = 0, world: int = 1) -> list[dict[str, float]
             mb_ids, mb_mask = ids[s : s + MICRO], mask[s : s + MICRO]
             with backend.autocast():
                 loss = token_mean_loss(backend.model, mb_ids.to(backend.device), mb_mask.to(backend.device))
-            backend.backward(loss * micro_batch_weight(mb_mask, mask, "token_mean") * world)
+            backend.backward(loss * micro_batch_weight(mb_mask, mask.sum(), mask.shape[0], "token_mean") * world)
         stats.append(backend.step())
     return stats
 

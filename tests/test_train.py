@@ -139,17 +139,20 @@ def test_weighted_micro_batches_accumulate_to_the_batch_loss(mode):
     mask = torch.tensor([[1, 1, 1], [0, 0, 1], [0, 1, 1], [0, 0, 0]], dtype=torch.bool)
     whole = aggregate_loss(x, mask, mode, max_tokens=3)
     parts = [(x[:1], mask[:1]), (x[1:3], mask[1:3]), (x[3:], mask[3:])]  # unequal micro-batches
-    summed = sum(micro_batch_weight(m, mask, mode) * aggregate_loss(v, m, mode, max_tokens=3) for v, m in parts)
+    summed = sum(
+        micro_batch_weight(m, mask.sum(), mask.shape[0], mode) * aggregate_loss(v, m, mode, max_tokens=3)
+        for v, m in parts
+    )
     torch.testing.assert_close(summed, whole)
 
 
 def test_micro_batch_weight_hand_worked():
     batch = torch.tensor([[1, 1, 1], [0, 0, 1]], dtype=torch.bool)  # 3 + 1 tokens
-    assert micro_batch_weight(batch[:1], batch, "token_mean") == pytest.approx(3 / 4)
-    assert micro_batch_weight(batch[1:], batch, "token_mean") == pytest.approx(1 / 4)
-    assert micro_batch_weight(batch[1:], batch, "seq_mean_token_mean") == pytest.approx(1 / 2)
+    assert micro_batch_weight(batch[:1], 4, 2, "token_mean") == pytest.approx(3 / 4)
+    assert micro_batch_weight(batch[1:], 4, 2, "token_mean") == pytest.approx(1 / 4)
+    assert micro_batch_weight(batch[1:], 4, 2, "seq_mean_token_mean") == pytest.approx(1 / 2)
     with pytest.raises(ValueError, match="loss_agg"):
-        micro_batch_weight(batch, batch, "sum")
+        micro_batch_weight(batch, 4, 2, "sum")
 
 
 # --- the main job ----------------------------------------------------------------------------------------------

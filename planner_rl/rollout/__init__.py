@@ -41,8 +41,12 @@ class Sampling:
 
 
 class RolloutBackend(Protocol):
-    def generate(self, prompts: list[list[int]], n: int, sampling: Sampling) -> list[Completion]:
-        """n completions per prompt, in prompt order, each prompt's samples adjacent."""
+    def generate(
+        self, prompts: list[list[int]], n: int, sampling: Sampling, seeds: list[int] | None = None
+    ) -> list[Completion]:
+        """n completions per prompt, in prompt order, each prompt's samples adjacent. With `seeds` (one per prompt),
+        a prompt's samples depend only on its seed and the weights, not on what else is in the batch, the batch
+        size or the number of ranks (the GRPO loop seeds each group by its position in the data order)."""
         ...
 
     def sync_weights(self, model) -> None:

@@ -6,7 +6,7 @@ back as token ids cut after the first end-of-turn token, and as text without spe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from transformers import DynamicCache
@@ -127,20 +127,25 @@ class HFRollout:
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = (cfg or HFRolloutConfig()).batch_size
 
-    def generate(self, prompts: list[list[int]], n: int, sampling: Sampling) -> list[Completion]:
+    def generate(
+        self, prompts: list[list[int]], n: int, sampling: Sampling, seeds: list[int] | None = None
+    ) -> list[Completion]:
         was_training = self.model.training
         self.model.eval()  # no dropout while sampling; the caller's mode is restored
+        kw = {"max_new_tokens": sampling.max_new_tokens, "temperature": sampling.temperature, "top_p": sampling.top_p}
         try:
-            return generate(
-                self.model,
-                self.tokenizer,
-                prompts,
-                n=n,
-                max_new_tokens=sampling.max_new_tokens,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                batch_size=max(1, self.batch_size // n),
-            )
+            if seeds is None:
+                return generate(self.model, self.tokenizer, prompts, n=n, batch_size=max(1, self.batch_size // n), **kw)
+            if len(seeds) != len(prompts):
+                raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+            out: list[Completion] = []
+            devices = [self.model.device] if self.model.device.type == "cuda" else []
+            for k, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
+                with torch.random.fork_rng(devices=devices):  # one generate per seed: batch-independent samples
+                    torch.manual_seed(seed)
+                    group = generate(self.model, self.tokenizer, [prompt], n=n, batch_size=1, **kw)
+                out += [replace(c, prompt_index=k) for c in group]
+            return out
         finally:
             self.model.train(was_training)
 

@@ -21,8 +21,8 @@ process's update on the whole global batch, each rank weights each of its micro-
 
     W * (the micro-batch's share of the GLOBAL batch's loss)
 
-i.e. `micro_batch_weight(mb_mask, global_batch_mask, loss_agg) * W`, where the global batch's normaliser (its token
-count, or its row count) is summed over all ranks (an all_reduce), not the rank's own. Then
+i.e. `micro_batch_weight(mb_mask, global_tokens, global_rows, loss_agg) * W`, where the global batch's normaliser
+(its token count, or its row count) is summed over all ranks (an all_reduce), not the rank's own. Then
 mean over ranks of sum_mb W * w_mb * grad(L_mb) = sum over all micro-batches of w_mb * grad(L_mb) = grad(L_batch).
 With W = 1 this is the torch backend's rule unchanged.
 
@@ -159,6 +159,10 @@ class DeepSpeedTrainer:
         )
         self.unwrapped = self.model.module
         self.device = self.model.device
+
+    def close(self) -> None:
+        """End the process group (the loop's `finally`), so that the next job in this process starts clean."""
+        destroy_distributed()
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()  # DeepSpeed casts the module itself (bf16/fp16); fp32 needs nothing

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from planner_rl.distributed import world_size
 from planner_rl.sft import lr_factor
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -57,6 +58,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 class TorchTrainer:
     def __init__(self, model: torch.nn.Module, cfg: TorchTrainerConfig, total_steps: int):
         self.cfg = cfg
+        if world_size() > 1:
+            raise ValueError("trainer=torch runs in one process; launch several ranks with trainer=deepspeed")
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = self.unwrapped = model.to(self.device).train()
         self.dtype = autocast_dtype(cfg.precision, self.device)
@@ -74,6 +77,9 @@ class TorchTrainer:
         )
         # fp16 needs loss scaling; bf16 and fp32 do not
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+
+    def close(self) -> None:
+        pass  # nothing to tear down in one process
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
