@@ -8,7 +8,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all test-vllm lint format bench-env clean
+.PHONY: help install test test-all test-vllm lint format bench-env bench-grpo clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ format: $(STAMP)  ## ruff fix and format
 
 bench-env: $(STAMP)  ## env steps/s and expert planning time per task
 	$(PY) -m planner_rl.bench_env
+
+bench-grpo: $(STAMP)  ## what sharing a group's prompt saves in sampling and in the update (tiny model)
+	$(PY) -m planner_rl.bench_grpo
 
 clean:  ## remove caches and run outputs (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .hypothesis outputs multirun data

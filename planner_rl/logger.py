@@ -92,7 +92,7 @@ class WandbLogger:
         self.run.finish()
 
 
-def _clean(value):
+def json_safe(value):
     """JSON-safe: NaN and inf become None (json.dumps would write invalid JSON)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -123,7 +123,7 @@ class Records:
 
     def _write(self, name: str, record: dict) -> None:
         fh = self.files[name]
-        fh.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        fh.write(json.dumps({k: json_safe(v) for k, v in record.items()}) + "\n")
         fh.flush()
 
     def offsets(self) -> dict[str, int]:

@@ -50,7 +50,7 @@ from planner_rl.grpo import (
     micro_batch_weight,
     zero_variance_groups,
 )
-from planner_rl.logger import NoLogger, Records
+from planner_rl.logger import NoLogger, Records, json_safe
 from planner_rl.model import ModelLoadError, load_model_and_tokenizer, model_config
 from planner_rl.packing import group_log_probs
 from planner_rl.rewards import compute_reward
@@ -400,7 +400,8 @@ def train(cfg: DictConfig) -> dict:
         # --- report: SFT-only vs SFT+GRPO ------------------------------------------------------------------------
         baseline = stage["baseline"]
         results = {"sft_only": baseline, "final": last, "steps": step, "eval": asdict(eval_cfg)}
-        (run_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        clean = {k: {m: json_safe(v) for m, v in d.items()} if isinstance(d, dict) else d for k, d in results.items()}
+        (run_dir / "results.json").write_text(json.dumps(clean, indent=1, allow_nan=False))
         logger.summary({f"eval/sft_only/{k.removeprefix('eval/')}": v for k, v in baseline.items()})
         logger.summary({f"eval/final/{k.removeprefix('eval/')}": v for k, v in last.items()})
         print(
