@@ -211,3 +211,18 @@ def test_on_cuda_fp32_matches_torch_and_bf16_trains():
     assert next(bf16.unwrapped.parameters()).dtype == torch.bfloat16  # auto is bf16 on CUDA
     first, *_, last = train(bf16, batches(3))
     assert all(torch.isfinite(torch.tensor([first["train/grad_norm"], last["train/grad_norm"]])))
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_weights_for_the_rollout_engine_are_whole_under_every_stage(stage):
+    """rollout=vllm's sync reads `model_weights`: under ZeRO-3 it gathers module by module, and must still give
+    every weight whole, under its checkpoint name (the plain model's own names and values)."""
+    from planner_rl.rollout.vllm import model_weights
+
+    want = {k: v.clone() for k, v in tiny_model().state_dict().items()}
+    backend = DeepSpeedTrainer(tiny_model(), config(zero_stage=stage), 1)
+    got = dict(model_weights(backend.unwrapped))
+    named = {k for k, _ in tiny_model().named_parameters()}
+    assert named <= set(got) <= set(want)
+    for k, v in got.items():
+        torch.testing.assert_close(v, want[k])

@@ -24,6 +24,7 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -160,7 +161,7 @@ class VLLMRollout:
         if self.asleep:
             self.llm.wake_up(tags=["weights"])  # the KV cache stays freed until the weights are in
         _quiet_rotary_reload()
-        weights = [(name, t.detach()) for name, t in model.state_dict().items()]
+        weights = model_weights(model)  # lazily: under ZeRO-3 one module is gathered at a time
         # vllm/v1/worker/gpu_worker.py Worker.reload_weights -> vllm/model_executor/model_loader/reload/inplace.py:
         # the model's own load_weights (checkpoint names: q/k/v and gate/up are fused there), then the same
         # post-load processing as at start-up, copied into the tensors the engine already holds.
@@ -184,6 +185,25 @@ class VLLMRollout:
         if self.asleep:
             self.llm.wake_up()
             self.asleep = False
+
+
+def model_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
+    """The model's weights by checkpoint name, for the engine's reload. Plain (or ZeRO-1/2) parameters are views of
+    the model's tensors. ZeRO-3 parameters are partitioned over the ranks: each module's own parameters are
+    gathered in turn (a collective: every rank syncs its engine in the same order) and copied out, then released,
+    so at most one module is whole at a time on top of what the engine consumes."""
+    if not any(hasattr(p, "ds_id") for p in model.parameters()):
+        yield from ((name, t.detach()) for name, t in model.state_dict().items())
+        return
+    import deepspeed
+
+    for prefix, module in model.named_modules():
+        own = list(module.named_parameters(recurse=False))
+        if not own:
+            continue
+        with deepspeed.zero.GatheredParameters([p for _, p in own]):
+            for name, p in own:
+                yield (f"{prefix}.{name}" if prefix else name), p.detach().clone()
 
 
 def _rotary_reload_warning(record: logging.LogRecord) -> bool:
