@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 from planner_rl.parsing import parse_completion
 from planner_rl.rollout.hf import encode_prompt, generate, stop_ids
@@ -164,6 +165,7 @@ def train_sft(model, tokenizer, data, cfg: SFTConfig, fmt: str, out_dir: Path | 
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     model.train()
     step, metrics = 0, {}
+    bar = tqdm(total=total, desc="sft", dynamic_ncols=True, disable=None)  # off when stderr is not a terminal
     for epoch in range(cfg.epochs):
         t0, seen_tokens = time.perf_counter(), 0
         for idx in length_batches([len(x) for x, _ in train], cfg.batch_size, rng):
@@ -177,6 +179,7 @@ def train_sft(model, tokenizer, data, cfg: SFTConfig, fmt: str, out_dir: Path | 
             opt.step()
             sched.step()
             step += 1
+            bar.update(1)
             seen_tokens += int(batch["attention_mask"].sum())
             log({"sft/step": step, "sft/epoch": epoch, "loss/sft": loss.item(), "sft/grad_norm": float(grad_norm),
                  "sft/lr": sched.get_last_lr()[0]})  # fmt: skip
@@ -189,6 +192,7 @@ def train_sft(model, tokenizer, data, cfg: SFTConfig, fmt: str, out_dir: Path | 
         metrics |= single_step_accuracy(model, tokenizer, data["test"], fmt, cfg)
         metrics["perf/sft_tokens_per_s"] = seen_tokens / max(elapsed, 1e-9)
         log(metrics)
+    bar.close()
     if out_dir is not None:
         final = Path(out_dir) / "final"
         model.save_pretrained(final)
