@@ -36,20 +36,20 @@ def barrier() -> None:
         dist.barrier()
 
 
-def _reduce(values: list[float], op) -> list[float]:
+def _reduce(values: list[float], op: str) -> list[float]:
     if not _active():
         return list(values)
     device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # nccl reduces device tensors only
     t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=op)
+    dist.all_reduce(t, op=getattr(dist.ReduceOp, op))
     return t.tolist()
 
 
 def all_sum(values: list[float]) -> list[float]:
     """Element-wise sum over ranks."""
-    return _reduce(values, dist.ReduceOp.SUM if dist.is_available() else None)
+    return _reduce(values, "SUM")
 
 
 def all_max(values: list[float]) -> list[float]:
     """Element-wise maximum over ranks."""
-    return _reduce(values, dist.ReduceOp.MAX if dist.is_available() else None)
+    return _reduce(values, "MAX")

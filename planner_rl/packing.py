@@ -10,6 +10,7 @@ full forward of each (prompt + completion) sequence to float rounding (tests/tes
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
@@ -61,5 +62,9 @@ def group_log_probs(
 
 def cache_keyword(model) -> str:
     """`cache` in transformers >= 5.2x, `past_key_values` before (and for wrappers that hide the signature)."""
-    inner = getattr(model, "module", model)  # a DeepSpeed engine wraps the model
-    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+    return _cache_keyword(type(getattr(model, "module", model)))  # a DeepSpeed engine wraps the model
+
+
+@functools.cache
+def _cache_keyword(cls: type) -> str:  # per model class: signature inspection is not free on every forward
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"

@@ -242,7 +242,10 @@ def train(cfg: DictConfig) -> dict:
             first = position + rank * share  # global data-order position of this rank's first prompt
             idx = prompt_order(len(train_rows), cfg.seed, first, share)
             position += count
-            prompts = [encoded.setdefault(i, encode_prompt(tokenizer, train_rows[i]["prompt"])) for i in idx]
+            for i in idx:  # each training prompt is tokenised once per run
+                if i not in encoded:
+                    encoded[i] = encode_prompt(tokenizer, train_rows[i]["prompt"])
+            prompts = [encoded[i] for i in idx]
             seeds = [cfg.seed * 1_000_003 + first + k for k in range(share)]  # a group's samples: f(seed, position)
             comps = rollout.generate(prompts, G, sampling, seeds)  # [share*G], each prompt's samples adjacent
             t = time.perf_counter()
@@ -303,7 +306,8 @@ def train(cfg: DictConfig) -> dict:
             batch_tokens, batch_rows, kept_all = dist.all_sum([sum(lengths), len(lengths), len(keep)])
             if kept_all == 0:  # every rank dropped every group: no update anywhere
                 mbs = []
-            while len(mbs) < dist.all_max([len(mbs)])[0]:  # ZeRO reduces inside backward: equal calls per rank
+            most = dist.all_max([len(mbs)])[0]  # ZeRO reduces inside backward: every rank makes as many calls
+            while len(mbs) < most:
                 g = keep[0] if keep else 0  # a group of this rank, counted with loss weight 0
                 mbs.append(([encoded[idx[g]]], [comps[g * G + k].token_ids for k in range(G)], torch.zeros(G), 0.0))
 

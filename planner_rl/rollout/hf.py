@@ -61,7 +61,7 @@ def shared_prefix_cache(model, ids: torch.Tensor, mask: torch.Tensor, n: int) ->
 
     `generate` given this cache and the repeated prompts only runs the last prompt token and the new ones, so a
     group's prefill costs one prompt instead of n (greedy outputs are token for token those of a plain `generate`,
-    tests/test_model.py).
+    tests/test_rollout.py).
     """
     cache = DynamicCache()
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # [p, W]
