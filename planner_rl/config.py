@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from planner_rl.evaluate import EvalConfig
 from planner_rl.grpo import GRPOConfig
@@ -67,9 +67,37 @@ class TrainConfig:
     expert_cache: str | None = None  # solved plans; null: no cache
 
 
+@dataclass
+class EvaluateConfig:
+    """conf/evaluate.yaml: `python -m planner_rl.evaluate`, a saved model's multi-turn evaluation alone."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    rollout: Any = MISSING
+    logger: Any = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    name: str = "evaluate"
+    expert_cache: str | None = None
+
+
+class ConfigError(ValueError):
+    """A config value that its schema's checks refuse (the message names the key)."""
+
+
+def typed(cfg: DictConfig, key: str):
+    """cfg[key] as its schema's dataclass, whose __post_init__ checks the values."""
+    try:
+        return OmegaConf.to_object(cfg[key])
+    except ValueError as e:  # omegaconf wraps the dataclass's own error; keep its message, which names the key
+        raise ConfigError(str(getattr(e, "__cause__", None) or e).split("\n")[0]) from e
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(group="rollout", name="hf_schema", node=HFRolloutConfig)
     cs.store(group="rollout", name="vllm_schema", node=VLLMRolloutConfig)
     cs.store(group="trainer", name="torch_schema", node=TorchTrainerConfig)

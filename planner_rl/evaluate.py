@@ -35,14 +35,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from planner_rl.data import expert_trajectory, seed_list
+import torch
+
+from planner_rl.data import Trajectory, expert_trajectory, seed_list, task_list, trajectory_examples
 from planner_rl.env.cooking import INVALID_FEEDBACK, make_world
 from planner_rl.env.tasks import BUDGET_MULTIPLIER, get_task
 from planner_rl.env.world import GroundAction, State, World
-from planner_rl.parsing import Parsed, parse_completion
+from planner_rl.parsing import Parsed, format_target, parse_completion
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rollout import RolloutBackend, Sampling
-from planner_rl.rollout.hf import encode_prompt
+from planner_rl.rollout.hf import encode_prompt, stop_ids
+from planner_rl.sft import IGNORE, collate
 
 BUDGETS = ("robotouille", "optimal")
 INVALID_PROTOCOLS = ("consume", "requery")
@@ -53,7 +56,9 @@ SHOWN_CHARS = 120  # a refused answer is quoted in the next prompt up to this le
 class EvalConfig:
     """conf/eval/default.yaml. Not frozen: it doubles as the structured-config schema of the `eval` group."""
 
+    tasks: list[str] | None = None  # tasks to play; None: the caller's (env.tasks); generalization runs set all four
     seeds: list[int] | None = None  # layouts; None: the caller's (env.test_seeds)
+    episodes: int = 1  # episodes per (task, seed); > 1 with temperature > 0 measures min-step success as a rate
     budget: str = "robotouille"  # robotouille | optimal
     invalid: str = "consume"  # consume | requery
     max_requeries: int = 5  # requery: refused answers re-asked per step
@@ -63,10 +68,15 @@ class EvalConfig:
     max_new_tokens: int = 24
     batch_size: int = 64  # prompts per generate call
     transcripts: int = 3  # episodes whose turns are kept in the results
+    seed: int = 0  # sampling seed (temperature > 0)
+    lockstep: bool = True  # false: one episode at a time (the reference the lockstep schedule is checked against)
+    theory: bool = True  # the product of the expert actions' probabilities along each expert plan (needs the model)
 
     def __post_init__(self) -> None:
         if self.seeds is not None:
             self.seeds = seed_list(self.seeds, "eval.seeds")
+        if self.tasks is not None:
+            self.tasks = task_list(self.tasks)
         checks = {
             "budget": (self.budget in BUDGETS, f"one of {BUDGETS}"),
             "invalid": (self.invalid in INVALID_PROTOCOLS, f"one of {INVALID_PROTOCOLS}"),
@@ -77,6 +87,7 @@ class EvalConfig:
             "max_new_tokens": (self.max_new_tokens >= 1, ">= 1"),
             "batch_size": (self.batch_size >= 1, ">= 1"),
             "transcripts": (self.transcripts >= 0, ">= 0"),
+            "episodes": (self.episodes >= 1, ">= 1"),
         }
         for key, (ok, need) in checks.items():
             if not ok:
@@ -191,7 +202,8 @@ def _result(ep: Episode) -> EpisodeResult:
 def play(
     instances: Sequence[Instance], prompt_cfg: PromptConfig, cfg: EvalConfig, decide: Decider
 ) -> list[EpisodeResult]:
-    """Play one episode per instance, all in lockstep: one `decide` call per turn with every active episode."""
+    """Play one episode per instance. Lockstep (the default): one `decide` call per turn with every active episode;
+    `cfg.lockstep=False`: each episode alone, start to end, in instance order (the same episodes, more calls)."""
     episodes = []
     for k, (task, seed, t_gt) in enumerate(instances):
         world = make_world(task, seed)
@@ -200,27 +212,38 @@ def play(
         if world.is_goal(ep.state):
             ep.end = "success"
         episodes.append(ep)
-    while active := [ep for ep in episodes if ep.end is None]:
-        valid = [[a.text for a in ep.world.valid_actions(ep.state)] for ep in active]
-        messages = [build_messages(ep.world, ep.state, ep.history, prompt_cfg, ep.feedback) for ep in active]
-        completions = decide(active, messages)
-        if len(completions) != len(active):
-            raise ValueError(f"decide returned {len(completions)} completions for {len(active)} episodes")
-        for ep, completion, actions in zip(active, completions, valid, strict=True):
-            _apply(ep, completion, actions, prompt_cfg.output_format, cfg)
+    for group in [episodes] if cfg.lockstep else [[ep] for ep in episodes]:
+        while active := [ep for ep in group if ep.end is None]:
+            valid = [[a.text for a in ep.world.valid_actions(ep.state)] for ep in active]
+            messages = [build_messages(ep.world, ep.state, ep.history, prompt_cfg, ep.feedback) for ep in active]
+            completions = decide(active, messages)
+            if len(completions) != len(active):
+                raise ValueError(f"decide returned {len(completions)} completions for {len(active)} episodes")
+            for ep, completion, actions in zip(active, completions, valid, strict=True):
+                _apply(ep, completion, actions, prompt_cfg.output_format, cfg)
     return [_result(ep) for ep in episodes]
 
 
 def rollout_decider(rollout: RolloutBackend, tokenizer, cfg: EvalConfig) -> Decider:
-    """A `decide` that samples one completion per prompt from `rollout`, `cfg.batch_size` prompts per call."""
+    """A `decide` that samples one completion per prompt from `rollout`, `cfg.batch_size` prompts per call.
+
+    Greedy decoding answers a prompt it has seen before (in any episode of this evaluation) from memory: the answer
+    is a function of the prompt. An agent stuck on one state repeats a handful of prompts until its budget runs out
+    (most closed-loop turns of a weak policy), and those turns then cost no generation."""
     sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+    seen: dict[tuple[int, ...], str] = {}
 
     def decide(episodes: list[Episode], messages: list[list[dict[str, str]]]) -> list[str]:
-        prompts = [encode_prompt(tokenizer, m) for m in messages]
+        prompts = [tuple(encode_prompt(tokenizer, m)) for m in messages]
+        todo = list(dict.fromkeys(p for p in prompts if p not in seen)) if cfg.temperature == 0 else prompts
         texts: list[str] = []
-        for start in range(0, len(prompts), cfg.batch_size):
-            texts += [c.text for c in rollout.generate(prompts[start : start + cfg.batch_size], 1, sampling)]
-        return texts
+        for start in range(0, len(todo), cfg.batch_size):
+            chunk = [list(p) for p in todo[start : start + cfg.batch_size]]
+            texts += [c.text for c in rollout.generate(chunk, 1, sampling)]
+        if cfg.temperature > 0:
+            return texts
+        seen.update(zip(todo, texts, strict=True))
+        return [seen[p] for p in prompts]
 
     return decide
 
@@ -250,6 +273,110 @@ def summarize(results: list[EpisodeResult]) -> dict[str, float]:
     return out
 
 
+# --- the theory check: predicted minimal-step success -----------------------------------------------------------
+@dataclass(frozen=True)
+class PathProbability:
+    """How likely the policy is to replay the expert's plan on one instance (the paper's P_0, which it never checks).
+
+    Along the expert trajectory s_0 a_0 ... s_T, each prompt is exactly the one the closed-loop episode sees while it
+    follows the expert (same history, no refusal), so P_0 = prod_t pi(answer_t | prompt_t) is the probability that an
+    episode replays the plan, hence succeeds in exactly T_GT steps. The answer is the exact target text
+    (`parsing.format_target`) and its end-of-turn token: a lower bound on min-step success, tight when the optimal
+    plan is unique and the policy writes actions one way. Under `requery` a refused answer costs no step, so there
+    measured min-step success may exceed it by more."""
+
+    task: str
+    seed: int | None
+    t_gt: int
+    log_p0: float  # sum over the plan of log pi_T(answer | prompt) at the evaluation's temperature (1 when greedy)
+    greedy: bool  # every answer token is the argmax: greedy decoding replays the plan (the greedy P_0, 0 or 1)
+    step_probs: tuple[float, ...]  # pi_T(answer_t | prompt_t) per step
+
+    @property
+    def p0(self) -> float:
+        return math.exp(self.log_p0)
+
+
+@torch.no_grad()
+def answer_log_probs(
+    model, rows: Sequence[tuple[list[int], list[int]]], temperature: float, pad_id: int, batch_size: int = 32
+) -> list[tuple[float, bool]]:
+    """Per (prompt ids, answer ids): log pi_T(answer | prompt) at temperature T (1 when 0), and whether every answer
+    token is the argmax (greedy decoding would write exactly this answer). Teacher-forced, batched by length."""
+    temp = temperature if temperature > 0 else 1.0
+    out: list[tuple[float, bool]] = [(0.0, True)] * len(rows)
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(rows)), key=lambda r: len(rows[r][0]) + len(rows[r][1]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        encoded = [(p + a, [IGNORE] * len(p) + a) for p, a in (rows[r] for r in chunk)]
+        batch = {k: v.to(model.device) for k, v in collate(encoded, pad_id).items()}
+        labels = batch.pop("labels")[:, 1:]  # [b, T-1]: the token each position predicts
+        where = (labels != IGNORE).nonzero(as_tuple=True)  # the answer positions, row-major
+        # the head only where an answer token is predicted: prompts are ~98% of the positions
+        hidden = model.get_decoder()(**batch).last_hidden_state[:, :-1]  # [b, T-1, H]
+        logits = model.get_output_embeddings()(hidden[where]).float()  # [n, V]
+        target = labels[where]  # [n]
+        token_lp = torch.log_softmax(logits / temp, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)  # [n]
+        hit = logits.argmax(-1) == target  # [n]
+        for k, r in enumerate(chunk):
+            row = where[0] == k
+            out[r] = (float(token_lp[row].sum()), bool(hit[row].all()))
+    model.train(was_training)
+    return out
+
+
+def expert_path_probabilities(
+    model, tokenizer, trajectories: Sequence[Trajectory], prompt_cfg: PromptConfig, temperature: float,
+    batch_size: int = 32,
+) -> list[PathProbability]:  # fmt: skip
+    """`PathProbability` of each trajectory: one teacher-forced forward per plan state."""
+    rows, owner = [], []
+    stop = stop_ids(tokenizer)[0]
+    for i, traj in enumerate(trajectories):
+        for ex in trajectory_examples(traj, prompt_cfg):
+            answer = format_target(ex["expert_action"], prompt_cfg.output_format)
+            rows.append(
+                (encode_prompt(tokenizer, ex["prompt"]), [*tokenizer.encode(answer, add_special_tokens=False), stop])
+            )
+            owner.append(i)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop
+    scored = answer_log_probs(model, rows, temperature, pad, batch_size)
+    out = []
+    for i, traj in enumerate(trajectories):
+        steps = [scored[r] for r in range(len(rows)) if owner[r] == i]
+        out.append(
+            PathProbability(
+                traj.task, traj.seed, len(traj.plan), sum(lp for lp, _ in steps), all(g for _, g in steps),
+                tuple(math.exp(lp) for lp, _ in steps),
+            )
+        )  # fmt: skip
+    return out
+
+
+def theory_summary(paths: Sequence[PathProbability], temperature: float) -> dict[str, float]:
+    """`p0`: the mean predicted min-step success under the evaluation's decoding (greedy: the fraction of instances
+    whose plan greedy decoding replays), to set beside the measured `min_step_sr`; `p0_sampled`: the same at the
+    temperature (1 when greedy); per task as `<task>/p0` etc."""
+
+    def stats(rows: Sequence[PathProbability]) -> dict[str, float]:
+        sampled = sum(p.p0 for p in rows) / len(rows)
+        greedy = sum(p.greedy for p in rows) / len(rows)
+        return {"p0": sampled if temperature > 0 else greedy, "p0_sampled": sampled, "greedy_path": greedy}
+
+    out = stats(paths)
+    for task in dict.fromkeys(p.task for p in paths):
+        out |= {f"{task}/{k}": v for k, v in stats([p for p in paths if p.task == task]).items()}
+    return out
+
+
+class Evaluation(NamedTuple):
+    summary: dict[str, float]  # summarize() + theory_summary() + `seconds`
+    episodes: list[EpisodeResult]
+    paths: list[PathProbability]  # empty unless eval.theory and a model was given
+
+
 def evaluate(
     rollout: RolloutBackend,
     tokenizer,
@@ -258,20 +385,39 @@ def evaluate(
     prompt_cfg: PromptConfig,
     cfg: EvalConfig,
     expert_cache: str | None = None,
-) -> tuple[dict[str, float], list[EpisodeResult]]:
-    """Play every (task, seed) with the rollout's policy. `seeds` (env.test_seeds) apply when `cfg.seeds` is None.
-    The summary adds `seconds` (wall time, expert solves included)."""
+    model=None,
+) -> Evaluation:
+    """Play every (task, seed) `cfg.episodes` times with the rollout's policy; `cfg.tasks` / `cfg.seeds` override
+    the caller's `tasks` / `seeds` (env.tasks, env.test_seeds). With `model` (the policy the rollout samples from)
+    and `cfg.theory`, also the theory check. The summary adds `play_seconds` (the episodes, expert solves included)
+    and `seconds` (all, the theory check's forward passes included)."""
     start = time.perf_counter()
+    tasks = cfg.tasks if cfg.tasks is not None else list(tasks)
     seeds = cfg.seeds if cfg.seeds is not None else list(seeds)
-    instances = [Instance(t, s, len(expert_trajectory(t, s, expert_cache).plan)) for t in tasks for s in seeds]
-    results = play(instances, prompt_cfg, cfg, rollout_decider(rollout, tokenizer, cfg))
-    summary = summarize(results)
+    trajectories = [expert_trajectory(t, s, expert_cache) for t in tasks for s in seeds]
+    instances = [Instance(tr.task, tr.seed, len(tr.plan)) for tr in trajectories for _ in range(cfg.episodes)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # sampled decoding: the same episodes for the same weights and config
+        episodes = play(instances, prompt_cfg, cfg, rollout_decider(rollout, tokenizer, cfg))
+    summary = summarize(episodes)
+    paths = []
+    summary["play_seconds"] = time.perf_counter() - start
+    if cfg.theory and model is not None:
+        paths = expert_path_probabilities(model, tokenizer, trajectories, prompt_cfg, cfg.temperature)
+        summary |= theory_summary(paths, cfg.temperature)
     summary["seconds"] = time.perf_counter() - start
-    return summary, results
+    return Evaluation(summary, episodes, paths)
 
 
-def write_results(path: str | Path, summary: dict[str, float], results: list[EpisodeResult], cfg: EvalConfig) -> None:
-    """One JSON file: the protocol and config, the summary (NaN as null) and one row per episode."""
+def write_results(
+    path: str | Path,
+    summary: dict[str, float],
+    results: list[EpisodeResult],
+    cfg: EvalConfig,
+    paths: Sequence[PathProbability] = (),
+) -> None:
+    """One JSON file: the protocol and config, the summary (NaN as null), one row per episode and, with the theory
+    check, one row per instance."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -280,5 +426,102 @@ def write_results(path: str | Path, summary: dict[str, float], results: list[Epi
         "config": asdict(cfg),
         "summary": {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in summary.items()},
         "episodes": [asdict(r) for r in results],
+        "theory": [asdict(p) | {"p0": p.p0} for p in paths],
     }
     path.write_text(json.dumps(doc, indent=1, allow_nan=False))
+
+
+# --- the command line ------------------------------------------------------------------------------------------
+TABLE_KEYS = ("sr", "asat", "asst", "min_step_sr", "p0", "invalid_rate", "parse_fail_rate")
+
+
+def transcript_rows(results: Sequence[EpisodeResult]) -> list[list]:
+    """The kept transcripts as rows of the `eval/transcripts` table (task, seed, success, steps, transcript)."""
+    return [[r.task, r.seed, r.success, r.steps, json.dumps(r.transcript)] for r in results if r.transcript]
+
+
+def results_table(summary: dict[str, float], tasks: Sequence[str]) -> str:
+    """A markdown table of the summary: one row per task and one for all (p0: the theory check's prediction of
+    min_step_sr; blank without it)."""
+
+    def cell(v: float | None) -> str:
+        return "" if v is None else "-" if math.isnan(v) else f"{v:.3f}"
+
+    lines = ["| task | " + " | ".join(TABLE_KEYS) + " |", "|---" * (len(TABLE_KEYS) + 1) + "|"]
+    for label, prefix in [*((t, f"{t}/") for t in tasks), ("all", "")]:
+        lines.append(f"| {label} | " + " | ".join(cell(summary.get(prefix + k)) for k in TABLE_KEYS) + " |")
+    return "\n".join(lines)
+
+
+def protocol_line(cfg: EvalConfig, n_instances: int) -> str:
+    decoding = "greedy" if cfg.temperature == 0 else f"sampled at temperature {cfg.temperature} (top_p {cfg.top_p})"
+    return (
+        f"{n_instances} instances x {cfg.episodes} episode(s), budget {cfg.budget}, invalid actions: {cfg.invalid}"
+        + (f" (<= {cfg.max_requeries} re-queries, {cfg.max_exhausted} exhausted steps end it)" if cfg.invalid ==
+           "requery" else " (a refused answer costs a step)")
+        + f", decoding {decoding}"
+    )  # fmt: skip
+
+
+def run(cfg) -> Evaluation:
+    """The CLI's job: load `cfg.model`, play, write <run dir>/results.json, log a W&B summary, print the table."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from planner_rl.config import typed
+    from planner_rl.model import load_model_and_tokenizer, model_config
+
+    eval_cfg, prompt_cfg, rollout_cfg = (typed(cfg, k) for k in ("eval", "prompt", "rollout"))
+    run_dir = Path(cfg.paths.output_dir)
+    tasks = eval_cfg.tasks or task_list(cfg.env.tasks)
+    seeds = eval_cfg.seeds or seed_list(cfg.env.test_seeds, "env.test_seeds")
+    model, tokenizer = load_model_and_tokenizer(model_config(cfg.model))
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    config = OmegaConf.to_container(cfg, resolve=True)
+    logger = get_class(cfg.logger._target_)(OmegaConf.to_object(cfg.logger), run_dir, config, cfg.name)
+    rollout = get_class(rollout_cfg._target_)(model, tokenizer, rollout_cfg)
+    try:
+        ev = evaluate(rollout, tokenizer, tasks, seeds, prompt_cfg, eval_cfg, cfg.expert_cache, model)
+        write_results(run_dir / "results.json", ev.summary, ev.episodes, eval_cfg, ev.paths)
+        logger.summary({f"eval/{k}": v for k, v in ev.summary.items()})
+        logger.table(
+            "eval/transcripts", ["task", "seed", "success", "steps", "transcript"], transcript_rows(ev.episodes)
+        )
+        seconds = ev.summary["seconds"]
+        print(f"model {model.name_or_path}: {protocol_line(eval_cfg, len(tasks) * len(seeds))}")
+        print(results_table(ev.summary, tasks))
+        play = ev.summary["play_seconds"]
+        print(f"{len(ev.episodes)} episodes in {play:.1f} s ({len(ev.episodes) / play:.1f} episodes/s), theory check "
+              f"{seconds - play:.1f} s; results: {run_dir / 'results.json'}")  # fmt: skip
+        return ev
+    finally:
+        rollout.close()
+        logger.finish()
+
+
+def main() -> None:
+    import sys
+
+    import hydra
+
+    from planner_rl.config import ConfigError, register_configs
+    from planner_rl.env.planner import NoPlanError
+    from planner_rl.env.problem import ProblemError
+    from planner_rl.env.tasks import TaskError
+    from planner_rl.model import ModelLoadError
+
+    register_configs()
+
+    @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
+    def app(cfg) -> None:
+        try:
+            run(cfg)
+        except (ConfigError, ModelLoadError, TaskError, ProblemError, NoPlanError, FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    app()
+
+
+if __name__ == "__main__":
+    main()

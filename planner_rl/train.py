@@ -38,12 +38,12 @@ from tqdm import tqdm
 
 from planner_rl import distributed as dist
 from planner_rl.checkpoint import find_resume, is_complete, save_checkpoint, write_atomically
-from planner_rl.config import register_configs
+from planner_rl.config import ConfigError, register_configs, typed
 from planner_rl.data import build_dataset, task_list
 from planner_rl.env.planner import NoPlanError
 from planner_rl.env.problem import ProblemError
 from planner_rl.env.tasks import TaskError
-from planner_rl.evaluate import evaluate, write_results
+from planner_rl.evaluate import evaluate, protocol_line, transcript_rows, write_results
 from planner_rl.grpo import (
     group_advantages,
     grpo_loss,
@@ -59,7 +59,7 @@ from planner_rl.sft import single_step_accuracy, train_sft
 
 register_configs()
 transformers.utils.logging.disable_progress_bar()  # per-shard bars on every save and load; ours are per phase
-EVAL_KEYS = ("sr", "asat", "asst", "min_step_sr", "invalid_rate", "parse_fail_rate")
+EVAL_KEYS = ("sr", "asat", "asst", "min_step_sr", "p0", "invalid_rate", "parse_fail_rate")
 
 
 # --- small pieces ------------------------------------------------------------------------------------------------
@@ -113,18 +113,6 @@ def eval_line(label: str, m: dict) -> str:
 
 
 # --- the job -----------------------------------------------------------------------------------------------------
-class ConfigError(ValueError):
-    """A config value that its schema's checks refuse (the message names the key)."""
-
-
-def typed(cfg: DictConfig, key: str):
-    """cfg[key] as its schema's dataclass, whose __post_init__ checks the values."""
-    try:
-        return OmegaConf.to_object(cfg[key])
-    except ValueError as e:  # omegaconf wraps the dataclass's own error; keep its message, which names the key
-        raise ConfigError(str(getattr(e, "__cause__", None) or e).split("\n")[0]) from e
-
-
 def train(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.paths.output_dir)
     grpo, trainer_cfg, rollout_cfg, eval_cfg, prompt_cfg, reward_cfg, sft_cfg = (
@@ -161,18 +149,20 @@ def train(cfg: DictConfig) -> dict:
         )
 
         def run_eval(model, tokenizer, rollout, step: int) -> dict:
-            summary, results = evaluate(rollout, tokenizer, tasks, test_seeds, prompt_cfg, eval_cfg, cfg.expert_cache)
-            write_results(run_dir / "eval" / f"step_{step:06d}.json", summary, results, eval_cfg)
+            ev = evaluate(rollout, tokenizer, tasks, test_seeds, prompt_cfg, eval_cfg, cfg.expert_cache, model)
+            write_results(run_dir / "eval" / f"step_{step:06d}.json", ev.summary, ev.episodes, eval_cfg, ev.paths)
             single = single_step_accuracy(model, tokenizer, test_rows, fmt, sft_cfg)
-            metrics = {f"eval/{k}": v for k, v in summary.items() if k != "seconds"}
-            metrics["perf/eval_s"] = summary["seconds"]
+            metrics = {f"eval/{k}": v for k, v in ev.summary.items() if not k.endswith("seconds")}
+            metrics["perf/eval_s"], metrics["perf/eval_play_s"] = ev.summary["seconds"], ev.summary["play_seconds"]
             metrics |= {k.replace("eval/sft_", "eval/step_"): v for k, v in single.items()}
             records.log({"train/step": step, **metrics})
-            rows = [[r.task, r.seed, r.success, r.steps, json.dumps(r.transcript)] for r in results if r.transcript]
-            logger.table("eval/transcripts", ["task", "seed", "success", "steps", "transcript"], rows)
+            logger.table(
+                "eval/transcripts", ["task", "seed", "success", "steps", "transcript"], transcript_rows(ev.episodes)
+            )
             say(
-                f"eval step {step}: sr {summary['sr']:.2f} asat {summary['asat']:.1f} min-step sr "
-                f"{summary['min_step_sr']:.2f} ({summary['seconds']:.0f} s, invalid actions: {eval_cfg.invalid})"
+                f"eval step {step}: sr {ev.summary['sr']:.2f} asat {ev.summary['asat']:.1f} min-step sr "
+                f"{ev.summary['min_step_sr']:.2f} (predicted {ev.summary.get('p0', float('nan')):.2f}; "
+                f"{ev.summary['seconds']:.0f} s, invalid actions: {eval_cfg.invalid})"
             )
             return metrics
 
@@ -408,10 +398,8 @@ def train(cfg: DictConfig) -> dict:
         (run_dir / "results.json").write_text(json.dumps(clean, indent=1, allow_nan=False))
         logger.summary({f"eval/sft_only/{k.removeprefix('eval/')}": v for k, v in baseline.items()})
         logger.summary({f"eval/final/{k.removeprefix('eval/')}": v for k, v in last.items()})
-        print(
-            f"\nmulti-turn evaluation: {', '.join(tasks)} x {len(eval_cfg.seeds or test_seeds)} test seeds, budget "
-            f"{eval_cfg.budget}, invalid actions: {eval_cfg.invalid}, temperature {eval_cfg.temperature}"
-        )
+        eval_tasks, n_seeds = eval_cfg.tasks or tasks, len(eval_cfg.seeds or test_seeds)
+        print(f"\nmulti-turn evaluation, {', '.join(eval_tasks)}: {protocol_line(eval_cfg, len(eval_tasks) * n_seeds)}")
         print(f"{'':<10} " + " ".join(f"{k:>10}" for k in EVAL_KEYS))
         print(eval_line("SFT-only", {k.removeprefix("eval/"): v for k, v in baseline.items()}))
         print(eval_line("SFT+GRPO", {k.removeprefix("eval/"): v for k, v in last.items()}))
