@@ -157,7 +157,7 @@ class _Oracle:
     def _dfs(self, k, s: State, budget: int) -> bool:
         if self.ub.get(k, INF) <= budget:
             return True
-        if self.bound(k, s) > budget:
+        if self.lb.get(k, 0) > budget or self.bound(k, s) > budget:
             return False
         if self.is_goal(k, s):
             self.ub[k] = 0
@@ -172,7 +172,13 @@ class _Oracle:
                 if up < ub.get(k, INF):
                     ub[k] = up
                 return True
-        ranked = sorted((self.bound(kt, t), n) for n, (_, kt, t) in enumerate(children))
+        # A child whose proven lower bound already exceeds budget - 1 is pruned without evaluating the heuristic.
+        lb = self.lb
+        ranked = sorted(
+            (b if b > budget - 1 else self.bound(kt, t), n)
+            for n, (_, kt, t) in enumerate(children)
+            for b in (lb.get(kt, 0),)
+        )
         for b, n in ranked:
             if b > budget - 1:
                 break
