@@ -464,6 +464,7 @@ class _Symmetry:
     its true one-argument atoms, its special effects and their counters), and sorts the station descriptions.
     Stations that a registered effect refers to (a stove cooking an item) and objects a goal names by string id keep
     their identity. Two states with the same key are isomorphic; in other problems the key is the state itself.
+    The descriptions that do not depend on the robot's place are computed once per configuration (see `key`).
     """
 
     def __init__(self, world: World):
