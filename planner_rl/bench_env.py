@@ -1,20 +1,25 @@
 """Benchmark of the cooking environment and the expert (`make bench-env`); prints figures, asserts nothing.
 
-    python -m planner_rl.bench_env [--tasks 0 1 ...] [--seeds 5] [--steps 20000]
+    python -m planner_rl.bench_env [--tasks 0 1 ...] [--seeds 5] [--first-seed 0] [--steps 20000] [--json PATH]
 
 1. Environment throughput on random walks over valid actions: raw transitions (`World.step`) and full text steps
    (`CookingEnv.step`: parse the action string, step, render the observation), in steps per second.
 2. Expert planning per task: the full solve (optimal cost, canonical plan, optimal action set at every plan state)
-   on the file's own layout and on `--seeds` seeded layouts (0..N-1): seconds, states expanded and generated; one
-   summary line per task (median and worst over the seeds), and a line per layout with `--verbose`.
+   on the file's own layout and on `--seeds` seeded layouts (first-seed .. first-seed + N - 1): seconds, states
+   expanded (successors generated) and generated (distinct symmetry classes seen); one summary line per task
+   (median and worst over the seeds), and a line per layout with `--verbose`. The total of all solves closes it.
+With `--json PATH` every figure (and each layout's row) is also written there as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import random
 import statistics
 import time
+from pathlib import Path
 
 from planner_rl.env.cooking import CookingEnv, make_world
 from planner_rl.env.planner import solve
@@ -40,41 +45,70 @@ def env_throughput(task: str, steps: int, seed: int = 0) -> tuple[float, float]:
     return raw, text
 
 
+def _spread(values: list) -> dict:
+    return {"median": statistics.median(values), "max": max(values)} if values else {}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="*", type=int, default=list(range(10)))
-    parser.add_argument("--seeds", type=int, default=3, help="seeded layouts per task (seeds 0..N-1)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeded layouts per task")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeded layouts: first-seed, first-seed + 1, ...")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--verbose", action="store_true", help="a line per layout")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
-    raw, text = env_throughput("lettuce_tomato_cheeseburger", args.steps)
+    env_task = "lettuce_tomato_cheeseburger"
+    raw, text = env_throughput(env_task, args.steps)
     print(f"env: World.step {raw:,.0f} steps/s; CookingEnv.step (text in, observation out) {text:,.0f} steps/s")
     head = (
         f"{'task':<58} {'file: steps':>11} {'s':>5} {'expanded':>8} | seeds: {'steps':>9} {'median s':>8} {'max s':>6}"
+        f" {'expanded med/max':>16} {'generated med/max':>17}"
     )
     print(head)
     tasks = {t.number: t for t in synchronous_tasks()}
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    report: dict = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.processor() or platform.machine(),
+        "env": {"task": env_task, "steps": args.steps, "world_step_per_s": raw, "cooking_env_step_per_s": text},
+        "seeds": seeds,
+        "tasks": [],
+    }
+    total = 0.0
     for n in args.tasks:
         rows = []
-        for seed in [None, *range(args.seeds)]:
+        for seed in [None, *seeds]:
             world = make_world(tasks[n].name, seed)
             t0 = time.perf_counter()
             sol = solve(world)
-            rows.append((seed, sol.cost, time.perf_counter() - t0, sol.expanded, sol.generated))
+            dt = time.perf_counter() - t0
+            total += dt
+            rows.append({"seed": seed, "cost": sol.cost, "s": dt, "expanded": sol.expanded, "generated": sol.generated})
             if args.verbose:
                 label = "file" if seed is None else f"seed {seed}"
-                print(f"  {label:>8}: {sol.cost} steps, {rows[-1][2]:.3f} s, {sol.expanded} expanded, "
-                      f"{sol.generated} generated")  # fmt: skip
-        _, cost, dt, expanded, _ = rows[0]
-        seeded = rows[1:]
-        line = f"{n} {tasks[n].name:<56} {cost:>11} {dt:>5.2f} {expanded:>8} |"
+                print(f"  {label:>8}: {sol.cost} steps, {dt:.3f} s, {sol.expanded} expanded, {sol.generated} generated")
+        file_row, seeded = rows[0], rows[1:]
+        entry = {"number": n, "name": tasks[n].name, "file": file_row, "layouts": seeded}
+        line = f"{n} {tasks[n].name:<56} {file_row['cost']:>11} {file_row['s']:>5.2f} {file_row['expanded']:>8} |"
         if seeded:
-            costs = [r[1] for r in seeded]
-            times = [r[2] for r in seeded]
+            costs = [r["cost"] for r in seeded]
+            entry["cost"] = {"min": min(costs), "max": max(costs)}
+            for name in ("s", "expanded", "generated"):
+                entry[name] = _spread([r[name] for r in seeded])
             span = f"{min(costs)}-{max(costs)}"
-            line += f" {'':>6} {span:>9} {statistics.median(times):>8.2f} {max(times):>6.2f}"
+            exp = f"{entry['expanded']['median']:.0f}/{entry['expanded']['max']}"
+            gen = f"{entry['generated']['median']:.0f}/{entry['generated']['max']}"
+            line += f" {'':>6} {span:>9} {entry['s']['median']:>8.3f} {entry['s']['max']:>6.3f} {exp:>16} {gen:>17}"
         print(line)
+        report["tasks"].append(entry)
+    report["total_solve_s"] = total
+    print(f"all {sum(1 + len(seeds) for _ in args.tasks)} solves: {total:.2f} s")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ class _Oracle:
         self.lb: dict = {}  # class -> proven lower bound on its cost-to-go
         self.ub: dict = {}  # class -> proven upper bound (a goal was reached within it)
         self.succ: dict = {}  # class -> [(action, successor class, successor state)], self-loops left out
+        self.expanded_state: dict = {}  # class -> the state whose successors `succ` lists (its representative)
         self.expanded = 0
         self.checks = 0
 
@@ -107,6 +108,7 @@ class _Oracle:
                 if kt != k:
                     out.append((a, kt, t))
             self.succ[k] = out
+            self.expanded_state[k] = s
         return out
 
     def is_goal(self, k, s: State) -> bool:
@@ -155,14 +157,27 @@ class _Oracle:
     def _dfs(self, k, s: State, budget: int) -> bool:
         if self.ub.get(k, INF) <= budget:
             return True
-        if self.bound(k, s) > budget:
+        if self.lb.get(k, 0) > budget or self.bound(k, s) > budget:
             return False
         if self.is_goal(k, s):
             self.ub[k] = 0
             return True
         children = self.successors(k, s)
+        ub = self.ub
+        for _, kt, _t in children:
+            # A child already known to reach the goal within budget - 1 is the one the ranking below would try
+            # first (the first such in order): confirm with it, without evaluating the heuristic on its siblings.
+            if ub.get(kt, INF) <= budget - 1:
+                up = ub[kt] + 1
+                if up < ub.get(k, INF):
+                    ub[k] = up
+                return True
+        # A child whose proven lower bound already exceeds budget - 1 is pruned without evaluating the heuristic.
+        lb = self.lb
         ranked = sorted(
-            (self.bound(kt, t) if self.ub.get(kt, INF) > budget - 1 else -1, n) for n, (_, kt, t) in enumerate(children)
+            (b if b > budget - 1 else self.bound(kt, t), n)
+            for n, (_, kt, t) in enumerate(children)
+            for b in (lb.get(kt, 0),)
         )
         for b, n in ranked:
             if b > budget - 1:
@@ -181,9 +196,14 @@ class _Oracle:
         """The valid actions at s (whose cost-to-go is exactly d > 0) that begin an optimal plan, in valid order."""
         world, key = self.world, self.key
         good = []
-        for a in world.valid_actions(s):
-            t = world.step(s, a)
-            kt = key(t)
+        k = key(s)
+        if self.expanded_state.get(k) == s:
+            # s was expanded itself: its successor list is at hand, in valid order. What it leaves out (self-loops
+            # and successors of s's own class, whose cost-to-go is d) never begins an optimal plan.
+            steps = self.succ[k]
+        else:
+            steps = [(a, key(t), t) for a in world.valid_actions(s) for t in (world.step(s, a),)]
+        for a, kt, t in steps:
             if d - 1 > self.lb.get(kt, 0):
                 self.lb[kt] = d - 1  # d(t) >= d(s) - 1
             if self.within(kt, t, d - 1):

@@ -159,6 +159,24 @@ class World:
                 bit = self.bit[(key.predicate, tuple(bind[p] for p in key.params))]
                 self._keyed.setdefault(bit, []).append(a)
         self._keys = sorted(self._keyed)
+        # Second level (`valid_actions` is on the expert's hot path: a station has some 200 actions, a dozen valid):
+        # per key atom, the actions grouped by one more positive precondition each, the one fewest of that key's
+        # actions share (an atop or has_item atom, mostly), so that only groups whose atom is true are checked.
+        self._index: dict[int, tuple[int, dict[int, list[GroundAction]], list[GroundAction]]] = {}
+        for key, acts in self._keyed.items():
+            share: dict[int, int] = {}
+            for a in acts:
+                for b in _bits(a.pre_pos & ~(1 << key)):
+                    share[b] = share.get(b, 0) + 1
+            groups: dict[int, list[GroundAction]] = {}
+            rest: list[GroundAction] = []
+            for a in acts:
+                bits = list(_bits(a.pre_pos & ~(1 << key)))
+                if bits:
+                    groups.setdefault(min(bits, key=lambda b: (share[b], b)), []).append(a)
+                else:
+                    rest.append(a)
+            self._index[key] = (sum(1 << b for b in groups), groups, rest)
 
         self._goal = _GoalMatcher(problem.goal, problem.var_kinds, self)
         self._render_lines = self._observation_lines()
@@ -209,9 +227,20 @@ class World:
     def valid_actions(self, state: State) -> list[GroundAction]:
         """Valid ground actions at `state`, in Robotouille's listing order."""
         atoms, out = state.atoms, []
+        index = self._index
         for key in self._keys:
             if atoms >> key & 1:
-                out.extend(a for a in self._keyed[key] if atoms & a.pre_pos == a.pre_pos and not atoms & a.pre_neg)
+                mask, groups, rest = index[key]
+                m = atoms & mask
+                while m:  # the groups whose atom is true (see `_index`)
+                    low = m & -m
+                    m ^= low
+                    out.extend(
+                        a
+                        for a in groups[low.bit_length() - 1]
+                        if atoms & a.pre_pos == a.pre_pos and not atoms & a.pre_neg
+                    )
+                out.extend(a for a in rest if atoms & a.pre_pos == a.pre_pos and not atoms & a.pre_neg)
         out.extend(a for a in self._unkeyed if atoms & a.pre_pos == a.pre_pos and not atoms & a.pre_neg)
         out.sort(key=lambda a: a.id)
         return out
@@ -435,6 +464,7 @@ class _Symmetry:
     its true one-argument atoms, its special effects and their counters), and sorts the station descriptions.
     Stations that a registered effect refers to (a stove cooking an item) and objects a goal names by string id keep
     their identity. Two states with the same key are isomorphic; in other problems the key is the state itself.
+    The descriptions that do not depend on the robot's place are computed once per configuration (see `key`).
     """
 
     def __init__(self, world: World):
@@ -489,8 +519,12 @@ class _Symmetry:
         self.all_items = (1 << len(items)) - 1
         self.loc_mask = sum(1 << b for b, _ in self.loc)
         self.loc_of = {1 << b: s for b, s in self.loc}
-        self.empty_desc = {(s, here): (self.station_kind[s], here, ()) for s in stations for here in (False, True)}
+        self.empty_desc = {s: (self.station_kind[s], ()) for s in stations}
         self._plain: dict[tuple[int, int], tuple] = {}  # (item, its unary atoms) -> description, no effects
+        # The bits a configuration's description reads (where each item is, its one-argument atoms), and the
+        # descriptions met so far (see `key`).
+        self.config_mask = self.support_all | sum(self.unary_mask.values())
+        self._configs: dict[tuple, tuple | None] = {}
 
     def _item(self, atoms: int, i: int, fx: dict[int, list]) -> tuple:
         u = atoms & self.unary_mask[i]
@@ -501,13 +535,36 @@ class _Symmetry:
         return (names, own, i) if i in self.pinned else (names, own)
 
     def key(self, state: State):
-        """The class key, computed from the set bits only."""
+        """The class key, computed from the set bits only.
+
+        Equal to (the part of the state the robot's place does not change, the robot's station), re-encoded so that
+        the first part is computed once per configuration: a state's configuration (its stacks, held item, item
+        atoms and effects) is shared by every state that differs only by where the robot stands (all the move
+        successors of a state), and the expert meets several times more states than configurations. The partition
+        is the one of the plain description (kind, robot here, stack) per station with the free stations sorted:
+        exactly one station has the robot, so that sorted multiset is the sorted multiset of (kind, stack) plus the
+        (kind, stack) of the robot's station; a pinned station keeps its identity, so there the robot part is the
+        station itself (an int, never equal to a description tuple).
+        """
         if not self.enabled:
             return state
         atoms = state.atoms
         robot = self.loc_of.get(atoms & self.loc_mask)
         if robot is None:
             return state  # not exactly one robot place (not a reachable state): no reduction, still sound
+        ck = (atoms & self.config_mask, state.effects)
+        entry = self._configs.get(ck)
+        if entry is None:
+            entry = self._configs[ck] = self._config(state)
+        if entry is None:
+            return state  # an item out of play or in two places: no reduction, still sound
+        part, robot_part = entry
+        return (part, robot_part[robot])
+
+    def _config(self, state: State):
+        """(held item, sorted free station descriptions, pinned ones; per station: the robot part), or None where
+        an item is out of play or in two places. Descriptions are (kind, stack bottom to top) without the robot."""
+        atoms = state.atoms
         fx: dict[int, list] = {}
         pins: set[int] = set()
         for eid, counters in state.effects:
@@ -533,13 +590,14 @@ class _Symmetry:
             else:
                 held = i
         if seen != self.all_items or count != len(self.items):
-            return state  # an item out of play or in two places: no reduction, still sound
+            return None
         plain, unary_mask = self._plain, self.unary_mask
         free, fixed = [], []
+        robot_part: dict[int, object] = {}
         for s in self.stations:
             i = bottom.get(s)
             if i is None:
-                desc = self.empty_desc[(s, s == robot)]
+                desc = self.empty_desc[s]
             else:
                 stack = []
                 while i is not None:
@@ -551,11 +609,13 @@ class _Symmetry:
                             d = plain[(i, atoms & unary_mask[i])] = self._item(atoms, i, fx)
                     stack.append(d)
                     i = above.get(i)
-                desc = (self.station_kind[s], s == robot, tuple(stack))
+                desc = (self.station_kind[s], tuple(stack))
             if s in pins:
                 fixed.append((s, desc))
+                robot_part[s] = s
             else:
                 free.append(desc)
+                robot_part[s] = desc
         free.sort()
         held_desc = None if held is None else self._item(atoms, held, fx)
-        return (held_desc, tuple(free), tuple(fixed))
+        return (held_desc, tuple(free), tuple(fixed)), robot_part
