@@ -10,6 +10,8 @@ ever considers renamed folders holding the marker, so it never reads half a chec
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -103,3 +105,41 @@ def _fsync_tree(path: Path) -> None:
         if f.is_file():
             with f.open("rb") as fh:
                 os.fsync(fh.fileno())
+
+
+# --- the SFT stage cache: sweep jobs that differ only after SFT share one SFT run ------------------------------------
+def source_hash() -> str:
+    """A hash of the package's source: a cached stage is reused only by the code that made it."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def stage_key(parts: dict) -> str:
+    """Content address of a stage: its inputs (resolved config sections, JSON-able) and the source."""
+    text = json.dumps(parts, sort_keys=True, default=str) + source_hash()
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def store_stage(stage_dir: Path, cache: Path, records: dict[str, str]) -> None:
+    """Copy a complete stage folder, and the run's records up to it, into `cache` (atomic; first writer wins)."""
+    if is_complete(cache):
+        return
+    tmp = cache.parent / f".tmp-{cache.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(stage_dir, tmp)
+    (tmp / "records.json").write_text(json.dumps(records))
+    try:
+        tmp.rename(cache)
+    except OSError:  # another job stored it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def restore_stage(cache: Path, stage_dir: Path) -> dict[str, str]:
+    """Copy a cached stage into a run as `stage_dir` (atomic); returns the records that led to it."""
+    tmp = stage_dir.parent / f".tmp-{stage_dir.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(cache, tmp, ignore=shutil.ignore_patterns("records.json"))
+    tmp.rename(stage_dir)
+    return json.loads((cache / "records.json").read_text())

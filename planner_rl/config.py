@@ -65,6 +65,8 @@ class TrainConfig:
     label_noise: float = 0.0  # [0, 1]: probability that an SFT target's action is corrupted
     label_noise_seed: int = 0
     expert_cache: str | None = None  # solved plans; null: no cache
+    cleanup: bool = False  # at the end, delete the weights (checkpoints, SFT model); sweeps set it
+    sft_cache: str | None = None  # a dir: runs whose SFT stage has the same inputs share it (sweeps); null: off
 
 
 @dataclass

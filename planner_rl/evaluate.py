@@ -120,6 +120,7 @@ class Episode:
     malformed: int = 0
     end: str | None = None  # success | budget | exhausted
     transcript: list[dict] | None = None  # kept for the first `transcripts` episodes
+    index: int = 0  # its instance's position in `play`'s list (the order of the results)
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ def play(
     episodes = []
     for k, (task, seed, t_gt) in enumerate(instances):
         world = make_world(task, seed)
-        ep = Episode(task, seed, world, world.initial_state, episode_budget(task, t_gt, cfg.budget), t_gt)
+        ep = Episode(task, seed, world, world.initial_state, episode_budget(task, t_gt, cfg.budget), t_gt, index=k)
         ep.transcript = [] if k < cfg.transcripts else None
         if world.is_goal(ep.state):
             ep.end = "success"
@@ -470,6 +471,7 @@ def run(cfg) -> Evaluation:
 
     from planner_rl.config import typed
     from planner_rl.model import load_model_and_tokenizer, model_config
+    from planner_rl.sweep import job_name
 
     eval_cfg, prompt_cfg, rollout_cfg = (typed(cfg, k) for k in ("eval", "prompt", "rollout"))
     run_dir = Path(cfg.paths.output_dir)
@@ -478,7 +480,7 @@ def run(cfg) -> Evaluation:
     model, tokenizer = load_model_and_tokenizer(model_config(cfg.model))
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     config = OmegaConf.to_container(cfg, resolve=True)
-    logger = get_class(cfg.logger._target_)(OmegaConf.to_object(cfg.logger), run_dir, config, cfg.name)
+    logger = get_class(cfg.logger._target_)(OmegaConf.to_object(cfg.logger), run_dir, config, job_name(cfg))
     rollout = get_class(rollout_cfg._target_)(model, tokenizer, rollout_cfg)
     try:
         ev = evaluate(rollout, tokenizer, tasks, seeds, prompt_cfg, eval_cfg, cfg.expert_cache, model)
@@ -500,8 +502,6 @@ def run(cfg) -> Evaluation:
 
 
 def main() -> None:
-    import sys
-
     import hydra
 
     from planner_rl.config import ConfigError, register_configs
@@ -509,18 +509,13 @@ def main() -> None:
     from planner_rl.env.problem import ProblemError
     from planner_rl.env.tasks import TaskError
     from planner_rl.model import ModelLoadError
+    from planner_rl.sweep import run_job
 
     register_configs()
-
-    @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
-    def app(cfg) -> None:
-        try:
-            run(cfg)
-        except (ConfigError, ModelLoadError, TaskError, ProblemError, NoPlanError, FileNotFoundError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-
-    app()
+    known = (ConfigError, ModelLoadError, TaskError, ProblemError, NoPlanError, FileNotFoundError, ValueError)
+    hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")(
+        lambda cfg: run_job(run, cfg, known)
+    )()
 
 
 if __name__ == "__main__":

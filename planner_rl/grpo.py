@@ -100,12 +100,17 @@ class GRPOLossConfig:
             raise ValueError("grpo.max_completion_tokens must be set when grpo.loss_agg is 'constant'")
 
 
+GRPO_MODES = ("single_turn", "multi_turn")
+
+
 @dataclass
 class GRPOConfig(GRPOLossConfig):
     """conf/grpo/default.yaml: the objective's keys above, plus the loop's (planner_rl/train.py)."""
 
+    mode: str = "single_turn"  # single_turn: the method | multi_turn: whole episodes, 0/1 success reward (baseline)
     steps: int = 60  # GRPO steps (one batch of N*G samples each)
-    prompts_per_step: int = 8  # N: single-turn prompts per step
+    max_generated_tokens: int | None = None  # stop once this many tokens were sampled (equal-compute comparisons)
+    prompts_per_step: int = 8  # N: single-turn prompts (multi_turn: training instances) per step
     group_size: int = 8  # G: samples per prompt (>= 2, a group needs a baseline)
     max_resample_rounds: int = 4  # zero_variance=resample: extra draws of N prompts before giving up
     eval_every: int = 20  # steps between evaluations (0: only at the end)
@@ -118,6 +123,13 @@ class GRPOConfig(GRPOLossConfig):
                 raise ValueError(f"grpo.{key} must be a non-negative integer (prompts_per_step >= 1)")
         if not (_is_int(self.group_size) and self.group_size >= 2):
             raise ValueError(f"grpo.group_size must be an integer >= 2, got {self.group_size!r}")
+        if self.mode not in GRPO_MODES:
+            raise ValueError(f"grpo.mode must be one of {GRPO_MODES}, got {self.mode!r}")
+        if self.mode == "multi_turn" and self.zero_variance == "resample":
+            raise ValueError("grpo.zero_variance=resample is single-turn only; multi_turn takes keep or drop")
+        budget = self.max_generated_tokens
+        if budget is not None and not (_is_int(budget) and budget > 0):
+            raise ValueError(f"grpo.max_generated_tokens must be an integer > 0 or None, got {budget!r}")
 
 
 def _is_real(x: object) -> bool:

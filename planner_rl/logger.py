@@ -136,6 +136,20 @@ class Records:
             fh.truncate(offsets.get(name, 0))
             fh.seek(0, os.SEEK_END)
 
+    def text(self) -> dict[str, str]:
+        """The files' contents so far (a cached stage keeps the records that led to it)."""
+        return {name: (self.run_dir / name).read_text() for name in self.files}
+
+    def restore(self, texts: dict[str, str]) -> None:
+        """Start the files over from `texts` (a cached stage's records), mirroring their metrics to the logger."""
+        self.truncate({})
+        for name, text in texts.items():
+            if name in self.files:
+                self.files[name].write(text)
+                self.files[name].flush()
+        for line in texts.get("metrics.jsonl", "").splitlines():
+            self.logger.log(json.loads(line))
+
     def close(self) -> None:
         for fh in self.files.values():
             fh.close()

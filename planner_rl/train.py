@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -37,13 +38,21 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from planner_rl import distributed as dist
-from planner_rl.checkpoint import find_resume, is_complete, save_checkpoint, write_atomically
+from planner_rl.checkpoint import (
+    find_resume,
+    is_complete,
+    restore_stage,
+    save_checkpoint,
+    stage_key,
+    store_stage,
+    write_atomically,
+)
 from planner_rl.config import ConfigError, register_configs, typed
 from planner_rl.data import build_dataset, task_list
 from planner_rl.env.planner import NoPlanError
 from planner_rl.env.problem import ProblemError
 from planner_rl.env.tasks import TaskError
-from planner_rl.evaluate import evaluate, protocol_line, transcript_rows, write_results
+from planner_rl.evaluate import Instance, evaluate, play, protocol_line, transcript_rows, write_results
 from planner_rl.grpo import (
     group_advantages,
     grpo_loss,
@@ -56,6 +65,7 @@ from planner_rl.packing import group_log_probs
 from planner_rl.rewards import compute_reward
 from planner_rl.rollout.hf import HFRollout, encode_prompt, stop_ids
 from planner_rl.sft import single_step_accuracy, train_sft
+from planner_rl.sweep import job_name, run_job
 
 register_configs()
 transformers.utils.logging.disable_progress_bar()  # per-shard bars on every save and load; ours are per phase
@@ -123,10 +133,10 @@ def train(cfg: DictConfig) -> dict:
     temp = sampling.temperature or 1.0  # log-probs of the sampling distribution (greedy sampling: of the policy)
     rank, world = dist.rank(), dist.world_size()
     main = rank == 0  # rank 0 logs, evaluates and writes the run's files; every rank samples and trains
-    if world > 1 and (grpo.prompts_per_step % world or grpo.zero_variance == "resample"):
+    if world > 1 and (grpo.prompts_per_step % world or grpo.zero_variance == "resample" or grpo.mode != "single_turn"):
         raise ConfigError(
             f"with {world} ranks, grpo.prompts_per_step ({grpo.prompts_per_step}) must be a multiple of the number "
-            "of ranks, and grpo.zero_variance must be keep or drop"
+            "of ranks, grpo.zero_variance must be keep or drop, and grpo.mode single_turn"
         )
     say = tqdm.write if main else (lambda *_: None)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -134,7 +144,7 @@ def train(cfg: DictConfig) -> dict:
             "world_size": world}  # fmt: skip
     if main:
         (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
-        logger = get_class(cfg.logger._target_)(OmegaConf.to_object(cfg.logger), run_dir, config | meta, cfg.name)
+        logger = get_class(cfg.logger._target_)(OmegaConf.to_object(cfg.logger), run_dir, config | meta, job_name(cfg))
     else:
         logger = NoLogger(None, run_dir, config, cfg.name)
     records, rollout, backend = Records(run_dir, logger, enabled=main), None, None
@@ -170,6 +180,13 @@ def train(cfg: DictConfig) -> dict:
         sft_dir = run_dir / "sft_model"
         while not main and not is_complete(sft_dir):  # no process group yet: wait for rank 0 on the shared disk
             time.sleep(2)
+        inputs = {
+            k: config[k] for k in ("env", "prompt", "model", "sft", "eval", "seed", "label_noise", "label_noise_seed")
+        }
+        cached = Path(cfg.sft_cache) / stage_key(inputs) if cfg.sft_cache else None  # what SFT + its eval depend on
+        if main and not is_complete(sft_dir) and cached is not None and is_complete(cached):
+            records.restore(restore_stage(cached, sft_dir))
+            say(f"sft: the same SFT stage (and its evaluation) is cached, reused {cached}")
         if not is_complete(sft_dir):
             records.truncate({})
             seed_everything(cfg.seed)
@@ -196,6 +213,8 @@ def train(cfg: DictConfig) -> dict:
                 (tmp / "stage.json").write_text(json.dumps(stage))
 
             write_atomically(sft_dir, write_sft)
+            if cached is not None:
+                store_stage(sft_dir, cached, records.text())
             del model
         stage = json.loads((sft_dir / "stage.json").read_text())
         start_cfg = replace(model_cfg, path=str(sft_dir)) if stage["trained"] else model_cfg
@@ -209,12 +228,12 @@ def train(cfg: DictConfig) -> dict:
         if reference is not None:
             reference.to(backend.device)
         rollout = get_class(rollout_cfg._target_)(backend.unwrapped, tokenizer, rollout_cfg)
-        step, position = 0, 0
+        step, position, generated = 0, 0, 0  # generated: completion tokens sampled so far, all ranks
         ckpt = find_resume(run_dir, trainer_cfg.resume)
         if ckpt is not None:
             backend.load(ckpt)
             loop = torch.load(ckpt / "loop.pt", weights_only=False)
-            step, position = loop["step"], loop["position"]
+            step, position, generated = loop["step"], loop["position"], loop.get("generated", 0)
             set_rng_state(loop["rng"])
             records.truncate(loop["offsets"])
             rollout.sync_weights(backend.unwrapped)
@@ -243,55 +262,109 @@ def train(cfg: DictConfig) -> dict:
             timing["score"] += time.perf_counter() - t
             return idx, comps, [s for s, _ in scored], [i for _, i in scored]
 
+        instances = sorted({(r["task"], r["seed"], r["t_gt"]) for r in train_rows}, key=str)  # multi_turn's data
+        episode_cfg = replace(eval_cfg, transcripts=0, lockstep=True, episodes=1)
+
+        def draw_episodes(count: int) -> tuple[list[list[tuple[list[int], object]]], list[float], list, list]:
+            """multi_turn: the next `count` training instances of the data order, G sampled episodes each (budget and
+            invalid-action protocol of `eval`). Per episode its turns as (prompt ids, completion) and its reward,
+            1.0 for success, else 0.0: the sparse episode reward the method argues against; all turns' completions;
+            the episodes' results."""
+            nonlocal position
+            idx = prompt_order(len(instances), cfg.seed, position, count)
+            position += count
+            turns: dict[int, list] = {}
+
+            def decide(episodes, messages):
+                prompts = [encode_prompt(tokenizer, m) for m in messages]
+                comps = rollout.generate(prompts, 1, sampling)  # one batched call per turn over all G*N episodes
+                for ep, p, c in zip(episodes, prompts, comps, strict=True):
+                    turns.setdefault(ep.index, []).append((p, c))
+                return [c.text for c in comps]
+
+            played = play([Instance(*instances[i]) for i in idx for _ in range(G)], prompt_cfg, episode_cfg, decide)
+            units = [turns.get(k, []) for k in range(len(played))]
+            return units, [float(r.success) for r in played], [c for u in units for _, c in u], played
+
         last = {}
         bar = tqdm(total=grpo.steps, initial=step, desc="grpo", dynamic_ncols=True, disable=None if main else True)
-        while step < grpo.steps:
+        budget = grpo.max_generated_tokens or float("inf")
+        while step < grpo.steps and generated < budget:
             step += 1
             t0, timing["score"] = time.perf_counter(), 0.0
             # --- sample groups and score them ----------------------------------------------------------------------
-            idx, comps, scores, infos = draw(grpo.prompts_per_step)
-            flat = torch.tensor(scores)  # [N*G]
-            zero = zero_variance_groups(flat, G)  # [N]
-            metrics = {}
-            keep = (
-                [g for g in range(len(idx)) if not zero[g]] if grpo.zero_variance != "keep" else list(range(len(idx)))
-            )
-            rounds = 0
-            while grpo.zero_variance == "resample" and len(keep) < len(idx) and rounds < grpo.max_resample_rounds:
-                rounds += 1
-                more = draw(grpo.prompts_per_step)
-                base = len(idx)
-                idx, comps, scores, infos = (a + b for a, b in zip((idx, comps, scores, infos), more, strict=True))
-                fresh = zero_variance_groups(torch.tensor(more[2]), G)
-                keep += [base + g for g in range(len(more[0])) if not fresh[g]]
-            if grpo.zero_variance == "resample":
-                keep = keep[: grpo.prompts_per_step]
-                metrics["rollout/resample_rounds"] = rounds
-            rows_kept = [g * G + k for g in keep for k in range(G)]
-            t_gen = time.perf_counter() - t0 - timing["score"]
-            sums = dist.all_sum(
-                [len(scores), sum(scores), sum(i["main"] for i in infos), sum(i["valid"] for i in infos),
-                 sum(i["well_formed"] for i in infos), sum(len(c.token_ids) for c in comps),
-                 sum(not c.finished for c in comps), float(zero.sum()), len(zero), len(keep)]
-            )  # fmt: skip
-            n = max(sums[0], 1)
-            metrics = {
-                "reward/mean": sums[1] / n, "reward/main": sums[2] / n, "reward/valid_rate": sums[3] / n,
-                "reward/format_rate": sums[4] / n, "rollout/completion_tokens": sums[5] / n,
-                "rollout/truncated_frac": sums[6] / n, "rollout/zero_variance_frac": sums[7] / max(sums[8], 1),
-                "rollout/groups": int(sums[9]),
-            } | metrics  # fmt: skip
-            # --- advantages --------------------------------------------------------------------------------------
-            rewards = torch.tensor([scores[r] for r in rows_kept])  # [B] (B = kept groups * G)
-            adv = group_advantages(rewards, G, grpo.advantage_scale) if rows_kept else rewards  # [B]
-            # micro-batches of whole groups: each group's prompt runs through the model once (planner_rl/packing.py)
-            per = max(1, trainer_cfg.micro_batch_size // G)
-            mbs = [
-                ([encoded[idx[g]] for g in keep[s : s + per]],
-                 [comps[g * G + k].token_ids for g in keep[s : s + per] for k in range(G)],
-                 adv[s * G : (s + per) * G], 1.0)
-                for s in range(0, len(keep), per)
-            ]  # fmt: skip
+            if grpo.mode == "single_turn":
+                idx, comps, scores, infos = draw(grpo.prompts_per_step)
+                flat = torch.tensor(scores)  # [N*G]
+                zero = zero_variance_groups(flat, G)  # [N]
+                metrics = {}
+                keep = (
+                    [g for g in range(len(idx)) if not zero[g]]
+                    if grpo.zero_variance != "keep"
+                    else list(range(len(idx)))
+                )
+                rounds = 0
+                while grpo.zero_variance == "resample" and len(keep) < len(idx) and rounds < grpo.max_resample_rounds:
+                    rounds += 1
+                    more = draw(grpo.prompts_per_step)
+                    base = len(idx)
+                    idx, comps, scores, infos = (a + b for a, b in zip((idx, comps, scores, infos), more, strict=True))
+                    fresh = zero_variance_groups(torch.tensor(more[2]), G)
+                    keep += [base + g for g in range(len(more[0])) if not fresh[g]]
+                if grpo.zero_variance == "resample":
+                    keep = keep[: grpo.prompts_per_step]
+                    metrics["rollout/resample_rounds"] = rounds
+                rows_kept = [g * G + k for g in keep for k in range(G)]
+                t_gen = time.perf_counter() - t0 - timing["score"]
+                sums = dist.all_sum(
+                    [len(scores), sum(scores), sum(i["main"] for i in infos), sum(i["valid"] for i in infos),
+                     sum(i["well_formed"] for i in infos), sum(len(c.token_ids) for c in comps),
+                     sum(not c.finished for c in comps), float(zero.sum()), len(zero), len(keep)]
+                )  # fmt: skip
+                n = max(sums[0], 1)
+                metrics = {
+                    "reward/mean": sums[1] / n, "reward/main": sums[2] / n, "reward/valid_rate": sums[3] / n,
+                    "reward/format_rate": sums[4] / n, "rollout/completion_tokens": sums[5] / n,
+                    "rollout/truncated_frac": sums[6] / n, "rollout/zero_variance_frac": sums[7] / max(sums[8], 1),
+                    "rollout/groups": int(sums[9]),
+                } | metrics  # fmt: skip
+                # --- advantages --------------------------------------------------------------------------------------
+                rewards = torch.tensor([scores[r] for r in rows_kept])  # [B] (B = kept groups * G)
+                adv = group_advantages(rewards, G, grpo.advantage_scale) if rows_kept else rewards  # [B]
+                # micro-batches of whole groups: each group's prompt runs through the model once (planner_rl/packing.py)
+                per = max(1, trainer_cfg.micro_batch_size // G)
+                mbs = [
+                    ([encoded[idx[g]] for g in keep[s : s + per]],
+                     [comps[g * G + k].token_ids for g in keep[s : s + per] for k in range(G)],
+                     adv[s * G : (s + per) * G], 1.0)
+                    for s in range(0, len(keep), per)
+                ]  # fmt: skip
+            else:  # multi_turn: G whole episodes per instance; every turn's answer carries its episode's advantage
+                units, scores, comps, played = draw_episodes(grpo.prompts_per_step)
+                zero = zero_variance_groups(torch.tensor(scores), G)  # [N]
+                keep = [g for g in range(len(zero)) if not (zero[g] and grpo.zero_variance == "drop")]
+                t_gen = time.perf_counter() - t0
+                answers = max(sum(r.answers for r in played), 1)
+                metrics = {
+                    "reward/mean": sum(scores) / len(scores), "reward/main": sum(scores) / len(scores),
+                    "reward/valid_rate": 1 - sum(r.invalid for r in played) / answers,
+                    "reward/format_rate": 1 - sum(r.malformed for r in played) / answers,
+                    "rollout/completion_tokens": sum(len(c.token_ids) for c in comps) / max(len(comps), 1),
+                    "rollout/truncated_frac": sum(not c.finished for c in comps) / max(len(comps), 1),
+                    "rollout/episode_turns": len(comps) / len(played),
+                    "rollout/zero_variance_frac": float(zero.float().mean()), "rollout/groups": len(keep),
+                }  # fmt: skip
+                rows = [g * G + k for g in keep for k in range(G)]
+                ep_adv = (
+                    group_advantages(torch.tensor([scores[r] for r in rows]), G, grpo.advantage_scale) if rows else []
+                )
+                flat = [(p, c.token_ids, float(a)) for r, a in zip(rows, ep_adv, strict=True) for p, c in units[r]]
+                per = trainer_cfg.micro_batch_size  # turns have their own prompts: plain rows, no shared prefix
+                mbs = [
+                    ([p for p, _, _ in flat[s : s + per]], [c for _, c, _ in flat[s : s + per]],
+                     torch.tensor([a for _, _, a in flat[s : s + per]]), 1.0)
+                    for s in range(0, len(flat), per)
+                ]  # fmt: skip
             lengths = [len(c) for _, cs, _, _ in mbs for c in cs]  # [B] on this rank
             batch_tokens, batch_rows, kept_all = dist.all_sum([sum(lengths), len(lengths), len(keep)])
             if kept_all == 0:  # every rank dropped every group: no update anywhere
@@ -339,12 +412,15 @@ def train(cfg: DictConfig) -> dict:
             t_sync = time.perf_counter() - t3
             # --- log ---------------------------------------------------------------------------------------------
             gen_tokens = sum(len(c.token_ids) for c in comps)  # this rank's; perf/ figures are rank 0's
+            generated += int(dist.all_sum([gen_tokens])[0])
+            final = step == grpo.steps or generated >= budget
             train_tokens = sum(len(p) for mb in mbs for p in mb[0]) + sum(lengths)  # prompts once per group
             train_tokens *= grpo.mu
             elapsed = time.perf_counter() - t0
             metrics |= {
                 "train/step": step,
-                "train/epoch": position / len(train_rows),
+                "train/epoch": position / (len(train_rows) if grpo.mode == "single_turn" else len(instances)),
+                "train/generated_tokens": generated,
                 "train/samples": position * G,
                 "perf/generate_s": t_gen, "perf/score_s": timing["score"], "perf/logprob_s": t_logp,
                 "perf/update_s": t_update, "perf/sync_s": t_sync, "perf/step_s": elapsed,
@@ -359,24 +435,25 @@ def train(cfg: DictConfig) -> dict:
                 f"loss {metrics.get('loss/total', 0.0):+.4f} grad {metrics.get('train/grad_norm', 0.0):.3f} "
                 f"| gen {t_gen:.1f}s update {t_update:.1f}s step {elapsed:.1f}s"
             )
-            if grpo.sample_every and step % grpo.sample_every == 0:
+            if grpo.mode == "single_turn" and grpo.sample_every and step % grpo.sample_every == 0:
                 cols = ["task", "seed", "step", "expert_action", "completion", "reward"]
                 show = [train_rows[idx[r // G]] for r in range(0, len(comps), G)][:4]
                 table = [[ex["task"], ex["seed"], ex["step"], ex["expert_action"], comps[k * G].text, scores[k * G]]
                          for k, ex in enumerate(show)]  # fmt: skip
                 records.samples(step, cols, table)
             # --- evaluate and checkpoint on schedule ---------------------------------------------------------------
-            if step == grpo.steps or (grpo.eval_every and step % grpo.eval_every == 0):
+            if final or (grpo.eval_every and step % grpo.eval_every == 0):
                 dist.barrier()
                 last = run_eval(backend.unwrapped, tokenizer, rollout, step) if main else {}
                 dist.barrier()
-            if step == grpo.steps or (trainer_cfg.checkpoint_every and step % trainer_cfg.checkpoint_every == 0):
+            if final or (trainer_cfg.checkpoint_every and step % trainer_cfg.checkpoint_every == 0):
 
-                def write_ckpt(tmp: Path, step=step) -> None:
+                def write_ckpt(tmp: Path, step=step, generated=generated) -> None:
                     backend.save(tmp)  # collective
                     if main:
                         tokenizer.save_pretrained(tmp)
-                        loop = {"step": step, "position": position, "rng": rng_state(), "offsets": records.offsets()}
+                        loop = {"step": step, "position": position, "generated": generated, "rng": rng_state(),
+                                "offsets": records.offsets()}  # fmt: skip
                         torch.save(loop, tmp / "loop.pt")
 
                 save_checkpoint(run_dir, step, write_ckpt, trainer_cfg.keep_checkpoints, main, dist.barrier)
@@ -404,6 +481,9 @@ def train(cfg: DictConfig) -> dict:
         print(eval_line("SFT-only", {k.removeprefix("eval/"): v for k, v in baseline.items()}))
         print(eval_line("SFT+GRPO", {k.removeprefix("eval/"): v for k, v in last.items()}))
         print(f"run dir: {run_dir}")
+        if cfg.cleanup:  # a sweep keeps each job's records and results, not its weights
+            for heavy in [run_dir / "checkpoints", *sft_dir.glob("*.safetensors")]:
+                shutil.rmtree(heavy, ignore_errors=True) if heavy.is_dir() else heavy.unlink(missing_ok=True)
         return results
     finally:
         records.close()
@@ -416,11 +496,7 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
-        train(cfg)
-    except (ConfigError, ModelLoadError, TaskError, ProblemError, NoPlanError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_job(train, cfg, (ConfigError, ModelLoadError, TaskError, ProblemError, NoPlanError, FileNotFoundError))
 
 
 if __name__ == "__main__":

@@ -267,3 +267,48 @@ def test_a_broken_checkpoint_write_is_never_resumed(tmp_path):
         find_resume(tmp_path, str(tmp_path / "checkpoints" / "step_000003"))
     with pytest.raises(FileNotFoundError):
         find_resume(tmp_path, str(tmp_path / "nowhere"))
+
+
+# --- sweeps ------------------------------------------------------------------------------------------------------
+def test_multirun_of_two_tiny_jobs_records_a_failure_and_goes_on(tmp_path):
+    """Hydra multirun: job 0 runs, job 1 (a model dir that does not exist) fails, is recorded, and the sweep ends
+    normally with sweep.json listing both."""
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "planner_rl.train", "-m", "debug=smoke", "grpo.steps=1", "sft.epochs=1",
+           "grpo.eval_every=0", "model.path=null,/no/such/model", f"hydra.sweep.dir={sweep}",
+           "cleanup=true"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PLANNER_RL_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    summary = json.loads((sweep / "sweep.json").read_text())
+    assert (summary["jobs"], summary["ok"], summary["failed"]) == (2, 1, 1)
+    ok, bad = summary["records"]
+    assert ok["status"] == "ok" and (sweep / "0" / "results.json").exists()
+    assert bad["status"] == "failed" and "/no/such/model" in bad["error"] and "ModelLoadError" in bad["error"]
+    assert "failed: job 1" in out.stdout
+    assert not (sweep / "0" / "checkpoints").exists()  # cleanup: weights gone, records and results kept
+    assert not list((sweep / "0" / "sft_model").glob("*.safetensors"))
+
+
+def test_sft_cache_reuses_the_stage_with_the_same_inputs(tmp_path):
+    cache = tmp_path / "sft-cache"
+    first = run_train(tmp_path / "a", f"sft_cache={cache}", "grpo.steps=2", "grpo.eval_every=0")
+    second = run_train(tmp_path / "b", f"sft_cache={cache}", "grpo.steps=2", "grpo.eval_every=0", "grpo.beta=0.05")
+    assert "reused" not in first and "reused" in second
+    assert len(list(cache.iterdir())) == 1
+    a, b = records(tmp_path / "a"), records(tmp_path / "b")
+    sft_rows = [r for r in a if "train/step" not in r or r["train/step"] == 0]
+    assert sft_rows and b[: len(sft_rows)] == sft_rows  # the SFT records and the step-0 evaluation, as if re-run
+    third = run_train(tmp_path / "c", f"sft_cache={cache}", "grpo.steps=2", "grpo.eval_every=0", "sft.lr=0.004")
+    assert "reused" not in third and len(list(cache.iterdir())) == 2  # another SFT input: another stage
+
+
+def test_multi_turn_grpo_runs_and_stops_at_the_token_budget(tmp_path):
+    run = tmp_path / "run"
+    run_train(run, "grpo.mode=multi_turn", "grpo.steps=50", "grpo.prompts_per_step=1", "grpo.eval_every=0",
+              "grpo.max_generated_tokens=1500", "sft.epochs=1")  # fmt: skip
+    rows = [r for r in records(run) if "reward/mean" in r]
+    tokens = [r["train/generated_tokens"] for r in rows]
+    assert 2 <= len(rows) < 50 and tokens[-1] >= 1500 > tokens[-2] and tokens == sorted(tokens)
+    assert all(r["rollout/episode_turns"] >= 1 and r["rollout/groups"] == 1 for r in rows)
+    assert json.loads((run / "results.json").read_text())["steps"] == len(rows)

@@ -1,0 +1,99 @@
+"""Sweeps: Hydra multirun over a conf/sweep/*.yaml, one job per point; a failed job is recorded, not fatal.
+
+    python -m planner_rl.train -m +sweep=generalization                         # the jobs one after another
+    python -m planner_rl.train -m +sweep=generalization hydra/launcher=slurm    # the same jobs on a SLURM cluster
+    python -m planner_rl.report multirun/generalization/<time>                  # tables and plots
+
+Every job runs through `run_job`: it writes `status.json` in its run dir (`ok` or `failed` with the error and the
+traceback, the overrides, the seconds) and, in a multirun, turns any exception into that record, so the sweep goes
+on to the next job. When the multirun ends, `SweepSummary` (a Hydra callback, conf/hydra/default.yaml) collects the
+jobs' records into <sweep dir>/sweep.json and prints the failed ones. It reads the files, not in-process state, so
+it sees jobs that ran elsewhere (submitit) as well.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_job(fn: Callable[[DictConfig], Any], cfg: DictConfig, known: tuple[type[BaseException], ...]) -> Any:
+    """fn(cfg) with a status.json in the run dir. A single run: a `known` error prints `error: ...` and exits 2,
+    anything else raises. A multirun: every exception is recorded and printed, and the job returns None."""
+    run_dir = Path(cfg.paths.output_dir)
+    hc = HydraConfig.get()
+    status = {"job": hc.job.num if is_multirun() else None, "overrides": list(hc.overrides.task)}
+    status["run_dir"] = str(run_dir)
+    start = time.perf_counter()
+
+    def record(**fields) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        status.update(fields, seconds=round(time.perf_counter() - start, 1))
+        (run_dir / "status.json").write_text(json.dumps(status, indent=1))
+
+    try:
+        result = fn(cfg)
+        record(status="ok")
+        return result
+    except Exception as e:
+        record(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        if is_multirun():
+            print(f"job {status['job']} failed ({' '.join(status['overrides'])}): {e}", file=sys.stderr)
+            return None
+        if isinstance(e, known):
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        raise
+    finally:
+        gc.collect()  # the next job of a sweep runs in this process: free the models now
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+
+def job_name(cfg: DictConfig) -> str:
+    """The run's name for loggers: `name`, plus the job's overrides in a multirun (W&B groups a sweep by `name`)."""
+    if not is_multirun():
+        return cfg.name
+    return f"{cfg.name}/{HydraConfig.get().job.override_dirname or HydraConfig.get().job.num}"
+
+
+def collect(sweep_dir: Path) -> list[dict]:
+    """The jobs' status records of a sweep dir, in job order."""
+    found = [(p, json.loads(p.read_text())) for p in Path(sweep_dir).glob("*/status.json")]
+    return [s for _, s in sorted(found, key=lambda x: (x[1].get("job") is None, x[1].get("job") or 0, str(x[0])))]
+
+
+class SweepSummary(Callback):
+    """Writes <sweep dir>/sweep.json (every job's status) when a multirun ends and prints the failed jobs."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = collect(sweep_dir)
+        if not jobs:
+            return
+        failed = [j for j in jobs if j["status"] != "ok"]
+        summary = {"jobs": len(jobs), "ok": len(jobs) - len(failed), "failed": len(failed), "records": jobs}
+        (sweep_dir / "sweep.json").write_text(json.dumps(summary, indent=1))
+        print(f"sweep {sweep_dir}: {summary['ok']}/{len(jobs)} jobs ok")
+        for j in failed:
+            print(f"  failed: job {j['job']} ({' '.join(j['overrides'])}): {j.get('error', '?')}")
