@@ -9,7 +9,9 @@ to GRPO), double-cheeseburger states with the brief system message, the expert_m
 the loop's `perf/*` phases per step (the first step dropped as warm-up, then the median) and the process's peak RSS
 (`ru_maxrss` of the child). The floor is what no GRPO step can go below: one batched `generate` of the N x G samples
 plus one forward+backward of the batch (`planner_rl.packing.group_log_probs`, micro-batches of 16 sequences),
-timed in this process on the same model and prompts. Writes JSON and two PNG plots; asserts nothing about time.
+timed in this process on the same model and prompts for every (G, history) measured, with the memory that one such
+step adds (the rise of VmHWM after resetting it through /proc/self/clear_refs). Writes JSON and two PNG plots
+(time by phase and memory, against G and against prompt length); asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -109,8 +111,19 @@ def phases(records: list[dict]) -> dict[str, float]:
     return out
 
 
-def floor(model_root: Path, prompts: int, group: int, history: int, max_new_tokens: int, repeats: int) -> dict:
-    """Seconds of one batched generate of the batch and of one forward+backward of it (median of `repeats`)."""
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (VmRSS) or its peak since the last `reset_peak` (VmHWM), in MiB."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field))
+    return int(line.split()[1]) / 1024
+
+
+def reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: VmHWM := VmRSS
+
+
+def floors(model_root: Path, prompts: int, configs: list[tuple[int, int]], max_new_tokens: int, repeats: int) -> dict:
+    """Per (G, history): seconds of one batched generate of the batch and of one forward+backward of it (median of
+    `repeats`), and the most resident memory that pair added above what the process held before it."""
     import torch
 
     from planner_rl.data import build_dataset
@@ -119,32 +132,37 @@ def floor(model_root: Path, prompts: int, group: int, history: int, max_new_toke
     from planner_rl.rollout.hf import encode_prompt, generate
 
     model, tok = load_model_and_tokenizer(ModelConfig(path=str(model_root / "sft_model")))
-    data, _ = build_dataset(compose_train(bench_overrides(history)))
-    rows = data["train"].to_list()
-    step = max(1, len(rows) // prompts)
-    batch = [encode_prompt(tok, rows[i * step]["prompt"]) for i in range(prompts)]  # spread over the layouts
-    micro = max(1, 16 // group)  # groups per micro-batch, as trainer.micro_batch_size=16 in the loop
-    times: dict[str, list[float]] = {"generate": [], "forward_backward": []}
-    for r in range(repeats + 1):  # the first round warms up
-        torch.manual_seed(r)
-        t = time.perf_counter()
-        comps = generate(model, tok, batch, n=group, max_new_tokens=max_new_tokens, temperature=1.0, batch_size=64)
-        gen = time.perf_counter() - t
-        model.train()
-        t = time.perf_counter()
-        tokens = sum(len(c.token_ids) for c in comps)
-        for s in range(0, prompts, micro):
-            cs = [c.token_ids for c in comps[s * group : (s + micro) * group]]
-            logp, mask = group_log_probs(model, batch[s : s + micro], cs, tok.pad_token_id, 1.0)
-            ((logp * mask).sum() / tokens).backward()
-        fb = time.perf_counter() - t
-        model.zero_grad(set_to_none=True)
-        model.eval()
-        if r:
-            times["generate"].append(gen)
-            times["forward_backward"].append(fb)
-    out = {k: statistics.median(v) for k, v in times.items()}
-    out["floor"] = out["generate"] + out["forward_backward"]
+    out = {}
+    for n, (group, history) in enumerate(configs):
+        rows = build_dataset(compose_train(bench_overrides(history)))[0]["train"].to_list()
+        step = max(1, len(rows) // prompts)
+        batch = [encode_prompt(tok, rows[i * step]["prompt"]) for i in range(prompts)]  # spread over the layouts
+        micro = max(1, 16 // group)  # groups per micro-batch, as trainer.micro_batch_size=16 in the loop
+        times: dict[str, list[float]] = {"generate": [], "forward_backward": []}
+        added = 0.0
+        for r in range(repeats + (n == 0)):  # the process's first round warms up
+            torch.manual_seed(r)
+            before = rss_mb()
+            reset_peak()
+            t = time.perf_counter()
+            comps = generate(model, tok, batch, n=group, max_new_tokens=max_new_tokens, temperature=1.0, batch_size=64)
+            gen = time.perf_counter() - t
+            model.train()
+            t = time.perf_counter()
+            tokens = sum(len(c.token_ids) for c in comps)
+            for s in range(0, prompts, micro):
+                cs = [c.token_ids for c in comps[s * group : (s + micro) * group]]
+                logp, mask = group_log_probs(model, batch[s : s + micro], cs, tok.pad_token_id, 1.0)
+                ((logp * mask).sum() / tokens).backward()
+            fb = time.perf_counter() - t
+            model.zero_grad(set_to_none=True)
+            model.eval()
+            added = max(added, rss_mb("VmHWM") - before)
+            if r or n:
+                times["generate"].append(gen)
+                times["forward_backward"].append(fb)
+        fl = {k: statistics.median(v) for k, v in times.items()}
+        out[group, history] = fl | {"floor": fl["generate"] + fl["forward_backward"], "added_rss_mb": added}
     return out
 
 
@@ -162,13 +180,18 @@ def plot(points: list[dict], key: str, label: str, path: Path) -> None:
         if max(vals) > 0.005:
             a.bar([str(x) for x in xs], vals, bottom=bottom, label=name)
             bottom = [u + v for u, v in zip(bottom, vals, strict=True)]
+    a.plot([str(x) for x in xs], [p["floor"]["floor"] for p in points], "k_", markersize=30, mew=2,
+           label="floor: generate + forward+backward")  # fmt: skip
     a.set_xlabel(label)
     a.set_ylabel("seconds per GRPO step")
     a.legend(fontsize=8)
-    b.plot([str(x) for x in xs], [p["peak_rss_mb"] for p in points], marker="o")
+    b.plot([str(x) for x in xs], [p["peak_rss_mb"] for p in points], marker="o", label="peak RSS of the job")
+    b.plot([str(x) for x in xs], [p["floor"]["added_rss_mb"] for p in points], marker="s",
+           label="added by one step (generate + forward+backward)")  # fmt: skip
     b.set_xlabel(label)
-    b.set_ylabel("peak RSS of the job (MiB)")
+    b.set_ylabel("MiB")
     b.set_ylim(bottom=0)
+    b.legend(fontsize=8)
     fig.suptitle(f"planner_rl GRPO step, tiny model, CPU, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -215,14 +238,17 @@ def main() -> None:
     by_group = [measure(g, 5) for g in args.groups]
     by_history = [measure(8, h) for h in args.histories]
     main_run = measure(8, 5)
-    fl = floor(model_root, args.prompts, 8, 5, args.max_new_tokens, args.repeats)
-    p = main_run["phases"]
+    fls = floors(model_root, args.prompts, [(8, 5), *(k for k in runs if k != (8, 5))], args.max_new_tokens,
+                 args.repeats)  # fmt: skip
+    for key, fl in fls.items():
+        runs[key]["floor"] = fl
+        runs[key]["step_over_floor"] = runs[key]["phases"]["step"] / fl["floor"]
+    fl, p = fls[8, 5], main_run["phases"]
     result = {
         "what": "planner_rl GRPO step by phase (median over steps after the first), its floor, scaling in G and prompt",
         "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
         "args": vars(args),
-        "main": main_run | {"floor": fl, "step_over_floor": p["step"] / fl["floor"],
-                            "step_over_own_floor": p["step"] / (p["generate"] + p["forward_backward"])},
+        "main": main_run | {"step_over_own_floor": p["step"] / (p["generate"] + p["forward_backward"])},
         "sft_stage": json.loads((model_root / "bench.json").read_text()),
         "by_group": by_group,
         "by_history": by_history,
@@ -244,6 +270,10 @@ def main() -> None:
         f"{fl['floor']:.3f} s; step / floor = {result['main']['step_over_floor']:.2f}x "
         f"(against the loop's own generate + forward+backward: {result['main']['step_over_own_floor']:.2f}x)"
     )
+    for q in runs.values():
+        print(f"G={q['group']:<3} history={q['history']:<3} step {q['phases']['step']:.2f} s, floor "
+              f"{q['floor']['floor']:.2f} s ({q['step_over_floor']:.2f}x); peak RSS {q['peak_rss_mb']:.0f} MiB, "
+              f"one step adds {q['floor']['added_rss_mb']:.0f} MiB")  # fmt: skip
     print(
         f"peak RSS: {main_run['peak_rss_mb']:.0f} MiB (GRPO run), {result['sft_stage']['peak_rss_mb']:.0f} MiB "
         "(SFT stage + evaluation)"

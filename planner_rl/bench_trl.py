@@ -1,6 +1,6 @@
 """Benchmark: a GRPO step of planner_rl vs TRL's GRPOTrainer, side by side in one run (tiny model, CPU).
 
-    python -m planner_rl.bench_trl                       # 8 prompts x 8 samples, 3 alternating rounds of 4 steps
+    python -m planner_rl.bench_trl                       # 8 prompts x 8 samples, 3 alternating rounds of 3 steps
     python -m planner_rl.bench_trl --rounds 5 --steps 6 --out outputs/bench/trl.json
 
 Both train the same saved model (the tiny model after a short SFT, `planner_rl.bench_step.sft_model`) on the same
@@ -166,7 +166,7 @@ def summarise(step_s: float, rows: int, prompt: float, completion: float) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=4, help="GRPO steps per run (the first is warm-up)")
+    ap.add_argument("--steps", type=int, default=3, help="GRPO steps per run (the first is warm-up)")
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--group", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=24)
