@@ -6,9 +6,11 @@ STAMP := $(VENV)/.installed
 VLLM_VENV := .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_THREADS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all test-vllm lint format bench-env bench-grpo clean
+.PHONY: help install test test-all test-vllm lint format bench bench-env bench-grpo clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -56,6 +58,22 @@ lint: $(STAMP)  ## ruff lint and format check
 format: $(STAMP)  ## ruff fix and format
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The benchmark's extra (TRL, matplotlib) goes into .venv under the versions frozen there, so torch 2.13.0 and
+# transformers cannot move; `make test` and CI never need it.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip freeze --exclude-editable > $(VENV)/bench-constraints.txt
+	$(PY) -m pip install -q -c $(VENV)/bench-constraints.txt -e '.[bench]'
+	@touch $(BENCH_STAMP)
+
+# Every figure of docs/performance.md on CPU, about 10 min: JSON and PNG plots in outputs/bench/; asserts no times.
+bench: $(BENCH_STAMP)  ## benchmark suite: env + expert, planner_rl vs TRL GRPO step, step phases and memory
+	@mkdir -p outputs/bench
+	@if $(PY) -m planner_rl.bench_env --help | grep -q -- --json; then \
+		OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_env --json outputs/bench/env.json; \
+	else OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_env | tee outputs/bench/env.txt; fi
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_trl --out outputs/bench/trl.json
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_step --out outputs/bench/step.json
 
 bench-env: $(STAMP)  ## env steps/s and expert planning time per task
 	$(PY) -m planner_rl.bench_env

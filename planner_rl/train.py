@@ -327,6 +327,7 @@ def train(cfg: DictConfig) -> dict:
                     "reward/format_rate": sums[4] / n, "rollout/completion_tokens": sums[5] / n,
                     "rollout/truncated_frac": sums[6] / n, "rollout/zero_variance_frac": sums[7] / max(sums[8], 1),
                     "rollout/groups": int(sums[9]),
+                    "rollout/prompt_tokens": sum(len(encoded[i]) for i in idx) / len(idx),
                 } | metrics  # fmt: skip
                 # --- advantages --------------------------------------------------------------------------------------
                 rewards = torch.tensor([scores[r] for r in rows_kept])  # [B] (B = kept groups * G)
@@ -352,6 +353,7 @@ def train(cfg: DictConfig) -> dict:
                     "rollout/completion_tokens": sum(len(c.token_ids) for c in comps) / max(len(comps), 1),
                     "rollout/truncated_frac": sum(not c.finished for c in comps) / max(len(comps), 1),
                     "rollout/episode_turns": len(comps) / len(played),
+                    "rollout/prompt_tokens": sum(len(p) for u in units for p, _ in u) / max(len(comps), 1),
                     "rollout/zero_variance_frac": float(zero.float().mean()), "rollout/groups": len(keep),
                 }  # fmt: skip
                 rows = [g * G + k for g in keep for k in range(G)]
@@ -385,7 +387,7 @@ def train(cfg: DictConfig) -> dict:
                 refs = [logps(reference, mb)[0] for mb in mbs] if reference is not None else none
             t_logp = time.perf_counter() - t1
             # --- policy-gradient update (mu steps per batch, micro-batches accumulated) ----------------------------
-            t2, stats = time.perf_counter(), {}
+            t2, stats, t_opt = time.perf_counter(), {}, 0.0
             for _ in range(grpo.mu if mbs else 0):
                 stats = {}
                 for mb, old, ref in zip(mbs, olds, refs, strict=True):
@@ -398,7 +400,9 @@ def train(cfg: DictConfig) -> dict:
                     for k, v in s.items():
                         weight = w if k in ("loss/policy", "loss/kl", "loss/total") else share
                         stats[k] = max(stats.get(k, v), v) if k == "loss/ratio_max" else stats.get(k, 0.0) + weight * v
+                t4 = time.perf_counter()
                 stats |= backend.step()
+                t_opt += time.perf_counter() - t4
             if stats:  # each rank's share of the batch's loss statistics -> the batch's
                 keys = [k for k in stats if k.startswith("loss/") and k != "loss/ratio_max"]
                 stats |= dict(zip(keys, dist.all_sum([stats[k] for k in keys]), strict=True))
@@ -423,7 +427,7 @@ def train(cfg: DictConfig) -> dict:
                 "train/generated_tokens": generated,
                 "train/samples": position * G,
                 "perf/generate_s": t_gen, "perf/score_s": timing["score"], "perf/logprob_s": t_logp,
-                "perf/update_s": t_update, "perf/sync_s": t_sync, "perf/step_s": elapsed,
+                "perf/update_s": t_update, "perf/optimizer_s": t_opt, "perf/sync_s": t_sync, "perf/step_s": elapsed,
                 "perf/generate_tokens_per_s": gen_tokens / max(t_gen, 1e-9),
                 "perf/train_tokens_per_s": train_tokens / max(t_update, 1e-9),
             }  # fmt: skip

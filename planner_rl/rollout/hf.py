@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, StaticCache
 
 from planner_rl.packing import cache_keyword
 from planner_rl.rollout import Completion, Sampling
@@ -56,20 +56,24 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
-def shared_prefix_cache(model, ids: torch.Tensor, mask: torch.Tensor, n: int) -> DynamicCache:
-    """The KV cache of every prompt token but the last ([p, ...] computed once, repeated to [p*n, ...]).
+def shared_prefix_cache(model, ids: torch.Tensor, mask: torch.Tensor, n: int, max_new_tokens: int) -> StaticCache:
+    """The KV cache of every prompt token but the last ([p, ...] computed once, repeated to [p*n, ...]), in a cache
+    preallocated for `max_new_tokens` more.
 
     `generate` given this cache and the repeated prompts only runs the last prompt token and the new ones, so a
     group's prefill costs one prompt instead of n (greedy outputs are token for token those of a plain `generate`,
-    tests/test_rollout.py).
+    tests/test_rollout.py). Preallocated, because a growing cache copies all of itself at every new token (a
+    `torch.cat` per layer), which the n-fold repeated prompt makes the larger part of sampling (docs/performance.md).
     """
-    cache = DynamicCache()
+    prefix = DynamicCache()
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # [p, W]
     model(
         input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-        **{cache_keyword(model): cache}, use_cache=True, logits_to_keep=1,
+        **{cache_keyword(model): prefix}, use_cache=True, logits_to_keep=1,
     )  # fmt: skip
-    cache.batch_repeat_interleave(n)
+    cache = StaticCache(config=model.config, max_cache_len=ids.shape[1] + max_new_tokens)
+    for i, layer in enumerate(prefix.layers):  # [p, H, W-1, D] -> the first W-1 slots of [p*n, H, W+new, D]
+        cache.update(layer.keys.repeat_interleave(n, dim=0), layer.values.repeat_interleave(n, dim=0), i)
     return cache
 
 
@@ -99,7 +103,7 @@ def generate(
         ids, mask = ids.to(device), mask.to(device)
         prefix = {}
         if n > 1 and ids.shape[1] > 1:  # run each prompt once, not n times: its cache is repeated for the samples
-            prefix = {cache_keyword(model): shared_prefix_cache(model, ids, mask, n)}
+            prefix = {cache_keyword(model): shared_prefix_cache(model, ids, mask, n, max_new_tokens)}
             ids, mask = ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)
         seqs = model.generate(
             input_ids=ids,
