@@ -108,10 +108,16 @@ def _fsync_tree(path: Path) -> None:
 
 
 # --- the SFT stage cache: sweep jobs that differ only after SFT share one SFT run ------------------------------------
+# what the SFT stage and its evaluation run: data, environment, prompts, model, SFT, evaluation, sampling
+STAGE_SOURCES = ("data.py", "prompts.py", "parsing.py", "rewards.py", "model.py", "sft.py", "evaluate.py", "env/*.py",
+                 "rollout/hf.py", "rollout/__init__.py")  # fmt: skip
+
+
 def source_hash() -> str:
-    """A hash of the package's source: a cached stage is reused only by the code that made it."""
+    """A hash of the source the stage runs: a cached stage is reused only by the code that made it."""
     h = hashlib.sha256()
-    for f in sorted(Path(__file__).parent.rglob("*.py")):
+    root = Path(__file__).parent
+    for f in sorted({f for pattern in STAGE_SOURCES for f in root.glob(pattern)}):
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
