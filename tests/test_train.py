@@ -17,6 +17,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 from safetensors.torch import load_file
 
+from planner_rl.config import register_configs
 from planner_rl.grpo import aggregate_loss, micro_batch_weight, token_log_probs
 from planner_rl.packing import group_log_probs
 from planner_rl.train import ConfigError, prompt_order, typed
@@ -288,6 +289,23 @@ def test_multirun_of_two_tiny_jobs_records_a_failure_and_goes_on(tmp_path):
     assert "failed: job 1" in out.stdout
     assert not (sweep / "0" / "checkpoints").exists()  # cleanup: weights gone, records and results kept
     assert not list((sweep / "0" / "sft_model").glob("*.safetensors"))
+    from planner_rl.report import write_report
+
+    text = write_report([sweep], tmp_path / "report").read_text()
+    assert "model.path=/no/such/model cleanup=true, seed 0): failed: ModelLoadError" in text
+    assert "model.path=null" in text and "| final (after GRPO) | all |" in text
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in Path(CONF, "sweep").glob("*.yaml") if p.stem != "small_scale"))
+def test_sweep_files_compose_with_their_axes(name):
+    app = "evaluate" if name == "model_size" else "train"
+    register_configs()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(app, overrides=[f"+sweep={name}", "hydra/launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.params and cfg.name == name
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    for key in ("eval", "prompt") + (("grpo", "reward", "sft") if app == "train" else ()):
+        typed(cfg, key)  # every value passes its schema
 
 
 def test_sft_cache_reuses_the_stage_with_the_same_inputs(tmp_path):
