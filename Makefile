@@ -67,11 +67,10 @@ $(BENCH_STAMP): $(STAMP)
 	@touch $(BENCH_STAMP)
 
 # Every figure of docs/performance.md on CPU, about 10 min: JSON and PNG plots in outputs/bench/; asserts no times.
-bench: $(BENCH_STAMP)  ## benchmark suite: env + expert, planner_rl vs TRL GRPO step, step phases and memory
+bench: $(BENCH_STAMP)  ## benchmark suite: env + expert, lockstep eval, planner_rl vs TRL GRPO step, phases, memory
 	@mkdir -p outputs/bench
-	@if $(PY) -m planner_rl.bench_env --help | grep -q -- --json; then \
-		OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_env --json outputs/bench/env.json; \
-	else OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_env | tee outputs/bench/env.txt; fi
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_env --json outputs/bench/env.json
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_eval --out outputs/bench/eval.json
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_trl --out outputs/bench/trl.json
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_step --out outputs/bench/step.json
 
