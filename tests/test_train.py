@@ -292,7 +292,8 @@ def test_multirun_of_two_tiny_jobs_records_a_failure_and_goes_on(tmp_path):
     from planner_rl.report import write_report
 
     text = write_report([sweep], tmp_path / "report").read_text()
-    assert "model.path=/no/such/model cleanup=true, seed 0): failed: ModelLoadError" in text
+    failed = [line for line in text.splitlines() if line.startswith("- 1 (")]
+    assert len(failed) == 1 and "model.path=/no/such/model" in failed[0] and "failed: ModelLoadError" in failed[0]
     assert "model.path=null" in text and "| final (after GRPO) | all |" in text
 
 
