@@ -344,9 +344,11 @@ def expert_path_probabilities(
             owner.append(i)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop
     scored = answer_log_probs(model, rows, temperature, pad, batch_size)
+    by_traj: list[list[tuple[float, bool]]] = [[] for _ in trajectories]
+    for i, score in zip(owner, scored, strict=True):
+        by_traj[i].append(score)
     out = []
-    for i, traj in enumerate(trajectories):
-        steps = [scored[r] for r in range(len(rows)) if owner[r] == i]
+    for traj, steps in zip(trajectories, by_traj, strict=True):
         out.append(
             PathProbability(
                 traj.task, traj.seed, len(traj.plan), sum(lp for lp, _ in steps), all(g for _, g in steps),

@@ -20,6 +20,7 @@ mean ± standard deviation over the seeds of its group (n in the table). Writes 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -109,7 +110,9 @@ def eval_tasks(run: Run) -> list[str]:
     return sorted({k.split("/")[0] for k in stage if k.endswith("/sr") and k.count("/") == 1}, key=_task_order)
 
 
+@functools.cache
 def _task_order(name: str) -> int:
+    """Robotouille's task order, for rows and columns (task_names() reads the task files: once per name)."""
     from planner_rl.env.tasks import task_names
 
     names = task_names()
