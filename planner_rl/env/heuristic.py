@@ -14,7 +14,10 @@ empty-handed arrival at the pick's station (anything the robot brought there wou
 - a pick right after processing the item where the robot put it needs no arrival (*chained*, -1). It needs a leg
   into a station of that processing class and a processing action since that put; beyond the legs and actions the
   bound counts, each further such leg costs at least 3, so one chain per counted leg into a class is all it allows;
-- the held item's first leg has its pick behind it: its put, plus a move unless it is put where the robot stands;
+- the held item's first leg has its pick behind it: its put, plus a move unless it is put where the robot stands.
+  If it needs processing and every station of its first processing class holds something now, that put is not
+  there (nothing can be picked before the hand is free, and processing needs the item alone on the station): it
+  is a put elsewhere (at least 1) followed by a further counted leg;
 - the plan may end holding an item (its last leg is a pick only, -2). The goal is positive, so that last pick must
   uncover an item the goal wants `clear`: it is only allowed for an item that stands, now, directly on a finished
   stack's clear top (or, with goal literals that are not modelled, for any item that is no goal role).
@@ -34,8 +37,9 @@ variables; the bound is the minimum over assignments, so it holds for the assign
   cheapest station of a processing class that some item must be put on (it must be empty then);
 - order: an item above another that must move is first picked before it; a role item's last put at t comes after
   the first pick of everything above t's kept prefix (else that would end below it) and after the last puts of the
-  roles that must end below it; the held item's first put comes before every pick, and is a final put only if its
-  station is ready now. An item with one leg has its first pick and last put at one time; if these constraints are
+  roles that must end below it, and, for a role item processed on the only station of its class, after the first
+  pick of everything on that station now (it must be alone there to be processed); the held item's first put comes
+  before every pick, and is a final put only if its station is ready now. An item with one leg has its first pick and last put at one time; if these constraints are
   cyclic, the fewest single-leg items whose legs must be split cost 4 each (an extra leg of an item that needs no
   processing cannot chain). The start bonus is only given where the robot's station's top must be picked and may
   be the first pick.
@@ -874,8 +878,13 @@ class _Eval:
                 r = roles[k]
                 lg = legs[held]
                 if held in first_cls:
-                    hterm = 2 + LEG * (lg - 1)
                     bonus = {s for s in first_cls[held] if s not in stacks}
+                    if bonus:
+                        hterm = 2 + LEG * (lg - 1)
+                    else:
+                        # every station of its first processing class is taken, and nothing can be picked before
+                        # the hand is free: its first put is elsewhere, and a further leg takes it there
+                        hterm, bonus = 1 + LEG * lg, None
                 elif r.tv >= 0:
                     t = tsig[r.tv]
                     kp = kept[t]
@@ -971,6 +980,15 @@ class _Eval:
                 if y in must:
                     edges.append((y, 1, i, 1))
                     into_l.add(i)
+            # i is processed alone on the one station of a class: what lies there now is picked before that, so
+            # before i's last put
+            mv = self._moves_memo.get((k, i, t)) or self._moves(k, i, t)
+            for cls in mv[4]:
+                if len(cls) == 1:
+                    for x in stacks.get(next(iter(cls)), ()):
+                        if x != i and x in must:
+                            edges.append((x, 0, i, 1))
+                            into_l.add(i)
         # a cycle needs a single-leg item with a constraint on its put and one on its pick
         out_f = {x for x, px, _, _ in edges if px == 0}
         breakable = [x for x in merged if x in into_l and x in out_f]

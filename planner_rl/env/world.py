@@ -23,6 +23,7 @@ container is enough.
 from __future__ import annotations
 
 import itertools
+import operator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -102,7 +103,14 @@ class World:
         self.effects: list[GroundEffect] = []
         self._effect_ids: dict[tuple, int] = {}
         self.actions: list[GroundAction] = []
+        self.by_text: dict[str, list[int]] = {}
+        by_pred: dict[str, dict] = {}  # predicate -> {argument tuple, or the object for one argument: bit}
+        for (name, args), b in self.bit.items():
+            by_pred.setdefault(name, {})[args if len(args) != 1 else args[0]] = b
+        self._keyed: dict[int, list[GroundAction]] = {}
+        self._unkeyed: list[GroundAction] = []
         for schema in domain.actions:
+            slot = {p: k for k, p in enumerate(schema.params)}  # literals read `args` by parameter position
             static = [lit for lit in schema.precons if lit.predicate not in fluent]
             # Static one-parameter preconditions (`isboard(s1)`) filter each parameter's objects before the product;
             # the order of the product, hence of valid actions, is unchanged.
@@ -116,62 +124,62 @@ class World:
                 ]
                 for p, t in zip(schema.params, schema.param_types, strict=True)
             ]
+            pre, fx, rest = (_compile(lits, slot, by_pred) for lits in (schema.precons, schema.immediate_fx, rest))
+            template = schema.template.format(**{p: f"{{{k}}}" for k, p in enumerate(schema.params)})
+            key_lit = next((lit for lit in schema.precons if lit.value and lit.predicate in KEY_PREDICATES), None)
+            key = _compile([key_lit], slot, by_pred)[0] if key_lit else None  # the index below keys actions by it
+            actions, keyed, unkeyed, by_text = self.actions, self._keyed, self._unkeyed, self.by_text
             for args in itertools.product(*domains):
                 if len(set(args)) != len(args):
                     continue
-                bind = dict(zip(schema.params, args, strict=True))
-                if not all(self._holds(init, lit, bind) for lit in rest):
+                if rest and not all(
+                    (get(args) in bits and bool(init >> bits[get(args)] & 1)) == v for bits, get, v in rest
+                ):
                     continue
                 pos = neg = add = delete = 0
-                for lit in schema.precons:
-                    b = 1 << self.bit[(lit.predicate, tuple(bind[p] for p in lit.params))]
-                    pos, neg = (pos | b, neg) if lit.value else (pos, neg | b)
-                for lit in schema.immediate_fx:
-                    b = 1 << self.bit[(lit.predicate, tuple(bind[p] for p in lit.params))]
-                    add, delete = (add | b, delete) if lit.value else (add, delete | b)
-                names = {p: objects[o].name for p, o in bind.items()}
-                self.actions.append(
-                    GroundAction(
-                        id=len(self.actions),
-                        schema=schema.name,
-                        args=args,
-                        text=schema.template.format(**names),
-                        pre_pos=pos,
-                        pre_neg=neg,
-                        add=add,
-                        delete=delete,
-                        sfx=tuple(self._ground_effect(e, bind) for e in schema.sfx),
-                    )
+                for bits, get, v in pre:
+                    if v:
+                        pos |= 1 << bits[get(args)]
+                    else:
+                        neg |= 1 << bits[get(args)]
+                for bits, get, v in fx:
+                    if v:
+                        add |= 1 << bits[get(args)]
+                    else:
+                        delete |= 1 << bits[get(args)]
+                bind = dict(zip(schema.params, args, strict=True)) if schema.sfx else None
+                a = GroundAction(
+                    id=len(actions),
+                    schema=schema.name,
+                    args=args,
+                    text=template.format(*[objects[o].name for o in args]),
+                    pre_pos=pos,
+                    pre_neg=neg,
+                    add=add,
+                    delete=delete,
+                    sfx=tuple(self._ground_effect(e, bind) for e in schema.sfx),
                 )
-        self.by_text: dict[str, list[int]] = {}
-        for a in self.actions:
-            self.by_text.setdefault(a.text, []).append(a.id)
-        # Index: key atom bit -> actions that need it; actions with no key atom are always checked.
-        self._keyed: dict[int, list[GroundAction]] = {}
-        self._unkeyed: list[GroundAction] = []
-        for a in self.actions:
-            schema = next(s for s in domain.actions if s.name == a.schema)
-            bind = dict(zip(schema.params, a.args, strict=True))
-            key = next((lit for lit in schema.precons if lit.value and lit.predicate in KEY_PREDICATES), None)
-            if key is None:
-                self._unkeyed.append(a)
-            else:
-                bit = self.bit[(key.predicate, tuple(bind[p] for p in key.params))]
-                self._keyed.setdefault(bit, []).append(a)
+                actions.append(a)
+                by_text.setdefault(a.text, []).append(a.id)
+                # Index: key atom bit -> actions that need it; actions with no key atom are always checked.
+                if key is None:
+                    unkeyed.append(a)
+                else:
+                    keyed.setdefault(key[0][key[1](args)], []).append(a)
         self._keys = sorted(self._keyed)
         # Second level (`valid_actions` is on the expert's hot path: a station has some 200 actions, a dozen valid):
         # per key atom, the actions grouped by one more positive precondition each, the one fewest of that key's
         # actions share (an atop or has_item atom, mostly), so that only groups whose atom is true are checked.
         self._index: dict[int, tuple[int, dict[int, list[GroundAction]], list[GroundAction]]] = {}
         for key, acts in self._keyed.items():
+            others = [list(_bits(a.pre_pos & ~(1 << key))) for a in acts]
             share: dict[int, int] = {}
-            for a in acts:
-                for b in _bits(a.pre_pos & ~(1 << key)):
+            for bits in others:
+                for b in bits:
                     share[b] = share.get(b, 0) + 1
             groups: dict[int, list[GroundAction]] = {}
             rest: list[GroundAction] = []
-            for a in acts:
-                bits = list(_bits(a.pre_pos & ~(1 << key)))
+            for a, bits in zip(acts, others, strict=True):
                 if bits:
                     groups.setdefault(min(bits, key=lambda b: (share[b], b)), []).append(a)
                 else:
@@ -375,6 +383,16 @@ class World:
         valid = self.valid_actions(state) if valid is None else valid
         actions = "\n".join(a.text for a in valid)
         return f"{self.describe_state(state)}\n\nValid Actions:\n{actions}\n\nGoal: {self.problem.goal_description}"
+
+
+def _compile(lits, slot: dict[str, int], by_pred: dict[str, dict]) -> list[tuple[dict, object, bool]]:
+    """Per literal of a schema: (the bits of its predicate by argument key, a getter of that key from the action's
+    argument tuple, its value); the key is the object itself for one argument, else the tuple of objects."""
+    out = []
+    for lit in lits:
+        get = operator.itemgetter(*(slot[p] for p in lit.params)) if lit.params else (lambda args: ())
+        out.append((by_pred.get(lit.predicate, {}), get, lit.value))
+    return out
 
 
 def _bits(mask: int):
