@@ -39,10 +39,10 @@ variables; the bound is the minimum over assignments, so it holds for the assign
   the first pick of everything above t's kept prefix (else that would end below it) and after the last puts of the
   roles that must end below it, and, for a role item processed on the only station of its class, after the first
   pick of everything on that station now (it must be alone there to be processed); the held item's first put comes
-  before every pick, and is a final put only if its station is ready now. An item with one leg has its first pick and last put at one time; if these constraints are
-  cyclic, the fewest single-leg items whose legs must be split cost 4 each (an extra leg of an item that needs no
-  processing cannot chain). The start bonus is only given where the robot's station's top must be picked and may
-  be the first pick.
+  before every pick, and is a final put only if its station is ready now. An item with one leg has its first pick
+  and last put at one time; if these constraints are cyclic, the fewest single-leg items whose legs must be split
+  cost 4 each (an extra leg of an item that needs no processing cannot chain). The start bonus is only given where
+  the robot's station's top must be picked and may be the first pick.
 All these counts are of disjoint actions of any plan that reaches the goal through that assignment, so the bound is
 admissible. It is not claimed consistent (the planner does not rely on it).
 

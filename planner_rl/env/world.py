@@ -40,8 +40,7 @@ class State(NamedTuple):
     effects: tuple[tuple[int, tuple[int, ...]], ...] = ()  # (effect id, per-node counters; -1 = done), in order
 
 
-@dataclass(frozen=True)
-class GroundAction:
+class GroundAction(NamedTuple):  # a named tuple: a world builds thousands, and a tuple is the cheapest to build
     id: int  # position in the canonical order (schema order, then object order): the valid-action list order
     schema: str
     args: tuple[int, ...]  # object indices, in the schema's parameter order
@@ -109,6 +108,7 @@ class World:
             by_pred.setdefault(name, {})[args if len(args) != 1 else args[0]] = b
         self._keyed: dict[int, list[GroundAction]] = {}
         self._unkeyed: list[GroundAction] = []
+        other_bits: dict[int, list[int]] = {}  # keyed action id -> its other positive precondition bits (sorted)
         for schema in domain.actions:
             slot = {p: k for k, p in enumerate(schema.params)}  # literals read `args` by parameter position
             static = [lit for lit in schema.precons if lit.predicate not in fluent]
@@ -137,9 +137,11 @@ class World:
                 ):
                     continue
                 pos = neg = add = delete = 0
+                needs = []  # the bits of its positive preconditions, for the index below
                 for bits, get, v in pre:
                     if v:
-                        pos |= 1 << bits[get(args)]
+                        needs.append(bits[get(args)])
+                        pos |= 1 << needs[-1]
                     else:
                         neg |= 1 << bits[get(args)]
                 for bits, get, v in fx:
@@ -165,21 +167,23 @@ class World:
                 if key is None:
                     unkeyed.append(a)
                 else:
-                    keyed.setdefault(key[0][key[1](args)], []).append(a)
+                    kb = key[0][key[1](args)]
+                    keyed.setdefault(kb, []).append(a)
+                    other_bits[a.id] = sorted(b for b in set(needs) if b != kb)
         self._keys = sorted(self._keyed)
         # Second level (`valid_actions` is on the expert's hot path: a station has some 200 actions, a dozen valid):
         # per key atom, the actions grouped by one more positive precondition each, the one fewest of that key's
         # actions share (an atop or has_item atom, mostly), so that only groups whose atom is true are checked.
         self._index: dict[int, tuple[int, dict[int, list[GroundAction]], list[GroundAction]]] = {}
         for key, acts in self._keyed.items():
-            others = [list(_bits(a.pre_pos & ~(1 << key))) for a in acts]
             share: dict[int, int] = {}
-            for bits in others:
-                for b in bits:
+            for a in acts:
+                for b in other_bits[a.id]:
                     share[b] = share.get(b, 0) + 1
             groups: dict[int, list[GroundAction]] = {}
             rest: list[GroundAction] = []
-            for a, bits in zip(acts, others, strict=True):
+            for a in acts:
+                bits = other_bits[a.id]
                 if bits:
                     groups.setdefault(min(bits, key=lambda b: (share[b], b)), []).append(a)
                 else:
@@ -354,18 +358,16 @@ class World:
     # --- text -------------------------------------------------------------------------------------------------
     def _observation_lines(self) -> list[tuple[int, str, list[tuple[int, str]]]]:
         """Per object: (object index, header, [(atom bit, line)]) in Robotouille's order."""
+        per_object: list[list] = [[] for _ in self.objects]
+        for bit, (name, args) in enumerate(self.atoms):
+            pred = self.domain.predicates[name]
+            names = [self.objects[a].name for a in args]
+            for pos, i in enumerate(args):
+                other = max((a for k, a in enumerate(args) if k != pos), default=-1)
+                per_object[i].append(((pred.order, other, pos), bit, pred.descriptors[pos].format(*names)))
         out = []
         for i, obj in enumerate(self.objects):
-            lines = []
-            for bit, (name, args) in enumerate(self.atoms):
-                if i not in args:
-                    continue
-                pred = self.domain.predicates[name]
-                pos = args.index(i)
-                other = max((a for k, a in enumerate(args) if k != pos), default=-1)
-                text = pred.descriptors[pos].format(*(self.objects[a].name for a in args))
-                lines.append(((pred.order, other, pos), bit, text))
-            lines.sort(key=lambda t: t[0])
+            lines = sorted(per_object[i], key=lambda t: t[0])
             out.append((i, f"{obj.type.capitalize()} {obj.name}:", [(bit, text) for _, bit, text in lines]))
         return out
 
