@@ -723,6 +723,8 @@ class _Eval:
                 used.discard(c)
 
         rec(0, partial)
+        rec = None  # the closure refers to itself: drop that cycle (and all it holds) now, not at the
+        # next garbage collection, which would walk every live object (the search's caches too)
 
     def bottom_extra(self, tsig: tuple[int, ...]) -> int:
         """Legs of the items at the bottom of goal stations with an item_on role that no role may be given."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import weakref
 from dataclasses import dataclass, field
 
 from planner_rl.env.heuristic import Heuristic
@@ -49,13 +50,14 @@ class Solution:
         return [a.text for a in self.plan]
 
 
-_heuristics: dict[int, Heuristic] = {}
+# One heuristic per world (its cache of configuration values serves every search on that world), freed with it.
+_heuristics: weakref.WeakKeyDictionary[World, Heuristic] = weakref.WeakKeyDictionary()
 
 
 def heuristic_for(world: World) -> Heuristic:
-    h = _heuristics.get(id(world))
-    if h is None or h.world is not world:
-        h = _heuristics[id(world)] = Heuristic(world)
+    h = _heuristics.get(world)
+    if h is None:
+        h = _heuristics[world] = Heuristic(world)
     return h
 
 

@@ -471,7 +471,9 @@ class _GoalMatcher:
                 chosen.pop()
             return False
 
-        return dict(zip(self.order, chosen, strict=True)) if search(0) else None
+        found = search(0)
+        search = None  # the closure refers to itself: drop that cycle now, not at the next collection
+        return dict(zip(self.order, chosen, strict=True)) if found else None
 
 
 class _Symmetry:
