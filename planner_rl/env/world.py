@@ -103,12 +103,13 @@ class World:
         self._effect_ids: dict[tuple, int] = {}
         self.actions: list[GroundAction] = []
         self.by_text: dict[str, list[int]] = {}
-        by_pred: dict[str, dict] = {}  # predicate -> {argument tuple, or the object for one argument: bit}
+        by_pred: dict[str, dict] = {}  # predicate -> {argument tuple, or the object for one argument: 1 << bit}
         for (name, args), b in self.bit.items():
-            by_pred.setdefault(name, {})[args if len(args) != 1 else args[0]] = b
+            by_pred.setdefault(name, {})[args if len(args) != 1 else args[0]] = 1 << b
+        names = [o.name for o in objects]
         self._keyed: dict[int, list[GroundAction]] = {}
         self._unkeyed: list[GroundAction] = []
-        other_bits: dict[int, list[int]] = {}  # keyed action id -> its other positive precondition bits (sorted)
+        other_bits: dict[int, list[int]] = {}  # keyed action id -> its other positive precondition masks (sorted)
         for schema in domain.actions:
             slot = {p: k for k, p in enumerate(schema.params)}  # literals read `args` by parameter position
             static = [lit for lit in schema.precons if lit.predicate not in fluent]
@@ -133,43 +134,36 @@ class World:
                 if len(set(args)) != len(args):
                     continue
                 if rest and not all(
-                    (get(args) in bits and bool(init >> bits[get(args)] & 1)) == v for bits, get, v in rest
+                    (get(args) in masks and bool(init & masks[get(args)])) == v for masks, get, v in rest
                 ):
                     continue
                 pos = neg = add = delete = 0
-                needs = []  # the bits of its positive preconditions, for the index below
-                for bits, get, v in pre:
+                needs = []  # its positive preconditions' masks, for the index below
+                for masks, get, v in pre:
                     if v:
-                        needs.append(bits[get(args)])
-                        pos |= 1 << needs[-1]
+                        needs.append(masks[get(args)])
                     else:
-                        neg |= 1 << bits[get(args)]
-                for bits, get, v in fx:
+                        neg |= masks[get(args)]
+                for m in needs:
+                    pos |= m
+                for masks, get, v in fx:
                     if v:
-                        add |= 1 << bits[get(args)]
+                        add |= masks[get(args)]
                     else:
-                        delete |= 1 << bits[get(args)]
-                bind = dict(zip(schema.params, args, strict=True)) if schema.sfx else None
-                a = GroundAction(
-                    id=len(actions),
-                    schema=schema.name,
-                    args=args,
-                    text=template.format(*[objects[o].name for o in args]),
-                    pre_pos=pos,
-                    pre_neg=neg,
-                    add=add,
-                    delete=delete,
-                    sfx=tuple(self._ground_effect(e, bind) for e in schema.sfx),
-                )
+                        delete |= masks[get(args)]
+                sfx = tuple(self._ground_effect(e, dict(zip(schema.params, args, strict=True))) for e in schema.sfx)
+                text = template.format(*[names[o] for o in args])
+                a = GroundAction(len(actions), schema.name, args, text, pos, neg, add, delete, sfx)
                 actions.append(a)
-                by_text.setdefault(a.text, []).append(a.id)
-                # Index: key atom bit -> actions that need it; actions with no key atom are always checked.
+                by_text.setdefault(text, []).append(a.id)
+                # Index: key atom -> actions that need it; actions with no key atom are always checked.
                 if key is None:
                     unkeyed.append(a)
                 else:
-                    kb = key[0][key[1](args)]
-                    keyed.setdefault(kb, []).append(a)
-                    other_bits[a.id] = sorted(b for b in set(needs) if b != kb)
+                    km = key[0][key[1](args)]
+                    keyed.setdefault(km.bit_length() - 1, []).append(a)
+                    needs.sort()
+                    other_bits[a.id] = [m for n, m in enumerate(needs) if m != km and (not n or m != needs[n - 1])]
         self._keys = sorted(self._keyed)
         # Second level (`valid_actions` is on the expert's hot path: a station has some 200 actions, a dozen valid):
         # per key atom, the actions grouped by one more positive precondition each, the one fewest of that key's
@@ -178,14 +172,15 @@ class World:
         for key, acts in self._keyed.items():
             share: dict[int, int] = {}
             for a in acts:
-                for b in other_bits[a.id]:
-                    share[b] = share.get(b, 0) + 1
+                for m in other_bits[a.id]:
+                    share[m] = share.get(m, 0) + 1
             groups: dict[int, list[GroundAction]] = {}
             rest: list[GroundAction] = []
             for a in acts:
-                bits = other_bits[a.id]
-                if bits:
-                    groups.setdefault(min(bits, key=lambda b: (share[b], b)), []).append(a)
+                masks = other_bits[a.id]
+                if masks:
+                    m = min(masks, key=lambda m: (share[m], m))
+                    groups.setdefault(m.bit_length() - 1, []).append(a)
                 else:
                     rest.append(a)
             self._index[key] = (sum(1 << b for b in groups), groups, rest)
@@ -388,8 +383,8 @@ class World:
 
 
 def _compile(lits, slot: dict[str, int], by_pred: dict[str, dict]) -> list[tuple[dict, object, bool]]:
-    """Per literal of a schema: (the bits of its predicate by argument key, a getter of that key from the action's
-    argument tuple, its value); the key is the object itself for one argument, else the tuple of objects."""
+    """Per literal of a schema: (the masks, 1 << bit, of its predicate's atoms by argument key, a getter of that key
+    from the action's argument tuple, its value); the key is the object itself for one argument, else the tuple."""
     out = []
     for lit in lits:
         get = operator.itemgetter(*(slot[p] for p in lit.params)) if lit.params else (lambda args: ())
