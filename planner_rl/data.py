@@ -189,18 +189,36 @@ def _fewer_collections() -> None:
 def build_examples(tasks: list[str], seeds: list[int], prompt: PromptConfig, opts: dict) -> list[dict]:
     """Examples of every (task, seed), in that order; each instance is solved (or read from the cache) and rendered
     in one job, in `opts["num_proc"]` processes."""
-    jobs = [(t, s, prompt, opts) for t in tasks for s in seeds]
+    return build_splits(tasks, {"all": seeds}, prompt, opts)["all"]
+
+
+def build_splits(tasks: list[str], splits: dict[str, list[int]], prompt: PromptConfig, opts: dict) -> dict:
+    """{split: examples of every (task, seed) of its seeds, in that order}, all splits' instances in one pool of
+    `opts["num_proc"]` processes, the later tasks (the longest solves) handed out first so that no process is left
+    with a long one at the end."""
+    jobs = [(t, s, prompt, opts) for seeds in splits.values() for t in tasks for s in seeds]
     num_proc = opts.get("num_proc", 1)
     if num_proc <= 1 or len(jobs) < 4:
         previous = gc.get_threshold()
         _fewer_collections()
         try:
-            return [ex for job in jobs for ex in _instance_job(job)]
+            chunks = [_instance_job(job) for job in jobs]
         finally:
             gc.set_threshold(*previous)
-    with ProcessPoolExecutor(num_proc, initializer=_fewer_collections) as pool:
-        chunks = pool.map(_instance_job, jobs, chunksize=2)  # small chunks: solve times vary 1000x
-        return [ex for chunk in chunks for ex in chunk]
+    else:
+        rank = {t: n for n, t in enumerate(tasks)}
+        order = sorted(range(len(jobs)), key=lambda n: -rank[jobs[n][0]])
+        chunks = [None] * len(jobs)
+        with ProcessPoolExecutor(num_proc, initializer=_fewer_collections) as pool:
+            # small chunks: solve times vary 1000x
+            for n, chunk in zip(order, pool.map(_instance_job, [jobs[n] for n in order], chunksize=2), strict=True):
+                chunks[n] = chunk
+    out, at = {}, 0
+    for name, seeds in splits.items():
+        size = len(tasks) * len(seeds)
+        out[name] = [ex for chunk in chunks[at : at + size] for ex in chunk]
+        at += size
+    return out
 
 
 def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
@@ -221,10 +239,7 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
         "label_noise_seed": cfg.get("label_noise_seed", 0),
     }
     t0 = time.perf_counter()
-    splits = {
-        "train": build_examples(tasks, train_seeds, prompt, opts),
-        "test": build_examples(tasks, test_seeds, prompt, opts),
-    }
+    splits = build_splits(tasks, {"train": train_seeds, "test": test_seeds}, prompt, opts)
     seconds = time.perf_counter() - t0
     report = {
         "tasks": len(tasks),

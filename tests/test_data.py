@@ -39,6 +39,17 @@ def small():
     return build_dataset(cfg)
 
 
+def test_processes_build_the_same_splits(small):
+    """Two processes, the instances of both splits in one pool handed out longest task first: the same examples in
+    the same order as one process."""
+    data, _ = small
+    cfg = _cfg("env.tasks=[cheese_sandwich,lettuce_sandwich]", "env.train_seeds=0-5", "env.test_seeds=[42,84]")
+    cfg.num_proc = 2
+    pooled, _ = build_dataset(cfg)
+    for split in ("train", "test"):
+        assert pooled[split].to_list() == data[split].to_list()
+
+
 def test_one_example_per_plan_state(small):
     data, report = small
     train, test = data["train"], data["test"]
