@@ -163,7 +163,7 @@ class World:
                     km = key[0][key[1](args)]
                     keyed.setdefault(km.bit_length() - 1, []).append(a)
                     needs.sort()
-                    other_bits[a.id] = [m for n, m in enumerate(needs) if m != km and (not n or m != needs[n - 1])]
+                    other_bits[a.id] = [m for m in needs if m != km]
         self._keys = sorted(self._keyed)
         # Second level (`valid_actions` is on the expert's hot path: a station has some 200 actions, a dozen valid):
         # per key atom, the actions grouped by one more positive precondition each, the one fewest of that key's
@@ -179,7 +179,7 @@ class World:
             for a in acts:
                 masks = other_bits[a.id]
                 if masks:
-                    m = min(masks, key=lambda m: (share[m], m))
+                    m = min(masks, key=share.__getitem__)  # masks ascend: ties go to the lowest atom
                     groups.setdefault(m.bit_length() - 1, []).append(a)
                 else:
                     rest.append(a)
