@@ -4,10 +4,12 @@
 
 1. Environment throughput on random walks over valid actions: raw transitions (`World.step`) and full text steps
    (`CookingEnv.step`: parse the action string, step, render the observation), in steps per second.
-2. Expert planning per task: the full solve (optimal cost, canonical plan, optimal action set at every plan state)
-   on the file's own layout and on `--seeds` seeded layouts (first-seed .. first-seed + N - 1): seconds, states
-   expanded (successors generated) and generated (distinct symmetry classes seen); one summary line per task
-   (median and worst over the seeds), and a line per layout with `--verbose`. The total of all solves closes it.
+2. Expert planning per task, on the file's own layout and on `--seeds` seeded layouts (first-seed .. first-seed +
+   N - 1): the plan alone (optimal cost and canonical plan: `solve(..., optimal_sets=False)`, what an agent's
+   expert needs) and the full solve (also the optimal action set at every plan state, what the single-turn data
+   needs): seconds, and for the full solve states expanded (successors generated) and generated (distinct symmetry
+   classes seen); one summary line per task (median and worst over the seeds), and a line per layout with
+   `--verbose`. The totals of both close it.
 With `--json PATH` every figure (and each layout's row) is also written there as JSON.
 """
 
@@ -22,8 +24,10 @@ import time
 from pathlib import Path
 
 from planner_rl.env.cooking import CookingEnv, make_world
+from planner_rl.env.domain import load_domain
 from planner_rl.env.planner import solve
-from planner_rl.env.tasks import synchronous_tasks
+from planner_rl.env.tasks import load_problem, synchronous_tasks
+from planner_rl.env.world import World
 
 
 def env_throughput(task: str, steps: int, seed: int = 0) -> tuple[float, float]:
@@ -45,6 +49,11 @@ def env_throughput(task: str, steps: int, seed: int = 0) -> tuple[float, float]:
     return raw, text
 
 
+def _fresh_world(task: str, seed: int | None) -> World:
+    """A newly grounded world (not `make_world`'s cached one), so that no solve starts with warm caches."""
+    return World(load_problem(task, seed), load_domain())
+
+
 def _spread(values: list) -> dict:
     return {"median": statistics.median(values), "max": max(values)} if values else {}
 
@@ -63,8 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     raw, text = env_throughput(env_task, args.steps)
     print(f"env: World.step {raw:,.0f} steps/s; CookingEnv.step (text in, observation out) {text:,.0f} steps/s")
     head = (
-        f"{'task':<58} {'file: steps':>11} {'s':>5} {'expanded':>8} | seeds: {'steps':>9} {'median s':>8} {'max s':>6}"
-        f" {'expanded med/max':>16} {'generated med/max':>17}"
+        f"{'task':<58} {'file: steps':>11} {'s':>5} {'expanded':>8} | seeds: {'steps':>9} {'plan med/max s':>14}"
+        f" {'solve med/max s':>15} {'expanded med/max':>16} {'generated med/max':>17}"
     )
     print(head)
     tasks = {t.number: t for t in synchronous_tasks()}
@@ -76,35 +85,49 @@ def main(argv: list[str] | None = None) -> None:
         "seeds": seeds,
         "tasks": [],
     }
-    total = 0.0
+    total = total_plan = 0.0
     for n in args.tasks:
         rows = []
         for seed in [None, *seeds]:
-            world = make_world(tasks[n].name, seed)
+            # each on a world of its own: a world's caches (heuristic values, symmetry keys) would serve the second
+            world = _fresh_world(tasks[n].name, seed)
+            t0 = time.perf_counter()
+            plan = solve(world, optimal_sets=False)
+            plan_s = time.perf_counter() - t0
+            world = _fresh_world(tasks[n].name, seed)
             t0 = time.perf_counter()
             sol = solve(world)
             dt = time.perf_counter() - t0
-            total += dt
-            rows.append({"seed": seed, "cost": sol.cost, "s": dt, "expanded": sol.expanded, "generated": sol.generated})
+            if plan.plan != sol.plan:
+                raise RuntimeError(f"task {n} seed {seed}: the plan alone differs from the full solve's plan")
+            total, total_plan = total + dt, total_plan + plan_s
+            row = {"seed": seed, "cost": sol.cost, "plan_s": plan_s, "s": dt}
+            rows.append(row | {"expanded": sol.expanded, "generated": sol.generated})
             if args.verbose:
                 label = "file" if seed is None else f"seed {seed}"
-                print(f"  {label:>8}: {sol.cost} steps, {dt:.3f} s, {sol.expanded} expanded, {sol.generated} generated")
+                print(
+                    f"  {label:>8}: {sol.cost} steps, plan {plan_s:.3f} s, solve {dt:.3f} s, {sol.expanded} expanded,"
+                    f" {sol.generated} generated"
+                )
         file_row, seeded = rows[0], rows[1:]
         entry = {"number": n, "name": tasks[n].name, "file": file_row, "layouts": seeded}
         line = f"{n} {tasks[n].name:<56} {file_row['cost']:>11} {file_row['s']:>5.2f} {file_row['expanded']:>8} |"
         if seeded:
             costs = [r["cost"] for r in seeded]
             entry["cost"] = {"min": min(costs), "max": max(costs)}
-            for name in ("s", "expanded", "generated"):
+            for name in ("plan_s", "s", "expanded", "generated"):
                 entry[name] = _spread([r[name] for r in seeded])
             span = f"{min(costs)}-{max(costs)}"
+            plan_col = f"{entry['plan_s']['median']:.3f}/{entry['plan_s']['max']:.3f}"
+            solve_col = f"{entry['s']['median']:.3f}/{entry['s']['max']:.3f}"
             exp = f"{entry['expanded']['median']:.0f}/{entry['expanded']['max']}"
             gen = f"{entry['generated']['median']:.0f}/{entry['generated']['max']}"
-            line += f" {'':>6} {span:>9} {entry['s']['median']:>8.3f} {entry['s']['max']:>6.3f} {exp:>16} {gen:>17}"
+            line += f" {'':>6} {span:>9} {plan_col:>14} {solve_col:>15} {exp:>16} {gen:>17}"
         print(line)
         report["tasks"].append(entry)
-    report["total_solve_s"] = total
-    print(f"all {sum(1 + len(seeds) for _ in args.tasks)} solves: {total:.2f} s")
+    report["total_solve_s"], report["total_plan_s"] = total, total_plan
+    layouts = sum(1 + len(seeds) for _ in args.tasks)
+    print(f"all {layouts} layouts: plans alone {total_plan:.2f} s, full solves {total:.2f} s")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1))

@@ -30,7 +30,7 @@ from planner_rl.rollout.hf import encode_prompt, generate, left_pad, stop_ids
 
 def state_prompts(tokenizer, count: int, prompt: PromptConfig) -> list[list[int]]:
     world = make_world("double_cheeseburger", 1000)
-    plan = solve(world).plan
+    plan = solve(world, optimal_sets=False).plan
     state, out = world.initial_state, []
     for step, action in enumerate(plan[:count]):
         out.append(encode_prompt(tokenizer, build_messages(world, state, [a.text for a in plan[:step]], prompt)))

@@ -36,9 +36,10 @@ import hydra
 from omegaconf import DictConfig
 
 from planner_rl.env.cooking import make_world
-from planner_rl.env.planner import NoPlanError, solve
+from planner_rl.env.domain import load_domain
+from planner_rl.env.planner import FEW_COLLECTIONS, NoPlanError, solve
 from planner_rl.env.problem import ProblemError
-from planner_rl.env.tasks import TaskError, get_task, task_names
+from planner_rl.env.tasks import TaskError, get_task, load_problem, task_names
 from planner_rl.env.world import World
 from planner_rl.parsing import format_target
 from planner_rl.prompts import PromptConfig, build_messages
@@ -109,9 +110,11 @@ def _instance_key(world: World) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def expert_trajectory(task: str, seed: int | None, cache_dir: str | None = None) -> Trajectory:
-    """Solve one instance (or read its solution from the cache)."""
-    world = make_world(task, seed)
+def expert_trajectory(
+    task: str, seed: int | None, cache_dir: str | None = None, world: World | None = None
+) -> Trajectory:
+    """Solve one instance (or read its solution from the cache); `world`: its grounded world, if at hand."""
+    world = make_world(task, seed) if world is None else world
     path = Path(cache_dir) / f"{task}-{seed}-{_instance_key(world)}.json" if cache_dir else None
     if path is not None and path.exists():
         try:
@@ -131,10 +134,14 @@ def expert_trajectory(task: str, seed: int | None, cache_dir: str | None = None)
 
 # --- examples ----------------------------------------------------------------------------------------------------
 def trajectory_examples(
-    traj: Trajectory, prompt: PromptConfig, label_noise: float = 0.0, label_noise_seed: int = 0
+    traj: Trajectory,
+    prompt: PromptConfig,
+    label_noise: float = 0.0,
+    label_noise_seed: int = 0,
+    world: World | None = None,
 ) -> list[dict]:
     """One example per non-goal state of the trajectory, replaying the plan in the world to render each prompt."""
-    world = make_world(traj.task, traj.seed)
+    world = make_world(traj.task, traj.seed) if world is None else world
     state, out = world.initial_state, []
     for step, action in enumerate(traj.plan):
         valid = world.valid_actions(state)
@@ -175,15 +182,18 @@ def ambiguity(examples: list[dict]) -> dict:
 
 def _instance_job(job: tuple) -> list[dict]:
     task, seed, prompt, opts = job
-    traj = expert_trajectory(task, seed, opts.get("expert_cache"))
-    return trajectory_examples(traj, prompt, opts.get("label_noise", 0.0), opts.get("label_noise_seed", 0))
+    # A world of its own, freed with the job: `make_world`'s cache would keep the last 64 (and their solves'
+    # tables) alive, and the collector's full passes walk whatever is alive (a quarter of a solve's time).
+    world = World(load_problem(task, seed), load_domain())
+    traj = expert_trajectory(task, seed, opts.get("expert_cache"), world)
+    return trajectory_examples(traj, prompt, opts.get("label_noise", 0.0), opts.get("label_noise_seed", 0), world)
 
 
 def _fewer_collections() -> None:
-    """Solving allocates millions of small objects that live on in the search's caches: at the default gen-0
-    threshold (700) the collector walks them again and again, some 15% of a build's time. The few reference cycles
-    a solve makes are freed all the same, only later."""
-    gc.set_threshold(50_000, 20, 10)
+    """A build's process keeps what it renders (and each solve its tables) alive for a while, millions of small
+    objects and no reference cycles: the collector's passes at the default gen-0 threshold (700) would walk them
+    again and again (`planner.fewer_collections` does the same for each solve alone)."""
+    gc.set_threshold(FEW_COLLECTIONS, 20, 10)
 
 
 def build_examples(tasks: list[str], seeds: list[int], prompt: PromptConfig, opts: dict) -> list[dict]:

@@ -21,7 +21,7 @@ from planner_rl.env.tasks import TaskError
 
 def run(cfg: DictConfig) -> list[str]:
     world = make_world(cfg.task, cfg.seed)
-    solution = solve(world, max_expansions=cfg.max_expansions)
+    solution = solve(world, max_expansions=cfg.max_expansions, optimal_sets=False)
     if cfg.pddl_dir is not None:
         from planner_rl.env.pddl import write_pddl
 

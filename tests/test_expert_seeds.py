@@ -45,3 +45,13 @@ def test_expert_plans_replay_on_seeded_layouts(task):
     assert len({tuple(p) for p in plans.values()}) > 1  # the layouts differ
     for seed in REPEAT_SEEDS:
         assert solve(fresh_world(task, seed)).texts == plans[seed]
+
+
+@pytest.mark.parametrize("task", task_names())
+def test_plan_alone_is_the_full_solves_plan(task):
+    """`optimal_sets=False` stops each step's tests at the canonical action: the same plan, no sets."""
+    for seed in SEEDS:
+        full = solve(fresh_world(task, seed))
+        alone = solve(fresh_world(task, seed), optimal_sets=False)
+        assert (alone.cost, alone.plan, alone.optimal_actions) == (full.cost, full.plan, None)
+        assert alone.expanded <= full.expanded

@@ -65,6 +65,8 @@ def test_solution_matches_breadth_first_search(spaces, key):
         expected = [a for a in world.valid_actions(s) if dist[world.step(s, a)] == dist[s] - 1]
         assert sol.optimal_actions[k] == expected
         assert sol.plan[k] == expected[0]  # canonical: first optimal action in valid-action order
+    alone = solve(world, optimal_sets=False)
+    assert (alone.cost, alone.plan, alone.optimal_actions) == (sol.cost, sol.plan, None)
 
 
 @pytest.mark.parametrize("key", [(4, None), (1, None)])

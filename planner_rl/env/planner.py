@@ -12,7 +12,7 @@ How it is computed, exactly:
    d - 1 steps?", answered by a depth-first search bounded by d - 1 that prunes every node whose lower bound exceeds
    its remaining budget. Every valid action of s is tested, which gives the set of optimal actions; the first one
    in valid-action order is the canonical step. The walk then continues from its successor, whose cost-to-go is
-   d - 1.
+   d - 1. For the plan alone (`solve(..., optimal_sets=False)`) the test stops at the first action that passes.
 The bounded searches share what they learn: upper bounds (a goal was reached within so many steps, by a search or
 along the path A* found), lower bounds (a search with budget b from a node failed, so its cost-to-go exceeds b; and
 d(n) >= L - g(n) for every node A* saw at depth g(n)), the successor lists and the class of every state seen.
@@ -22,9 +22,12 @@ slack; only the work depends on it.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from planner_rl.env.heuristic import Heuristic
@@ -40,7 +43,8 @@ class Solution:
     cost: int  # optimal number of steps from the start state
     plan: list[GroundAction]  # the canonical optimal plan
     states: list[State]  # states along the plan, start first, goal last (len = cost + 1)
-    optimal_actions: list[list[GroundAction]]  # per plan state (goal excluded): every action starting an optimal plan
+    # per plan state (goal excluded): every action starting an optimal plan; None when solved with optimal_sets=False
+    optimal_actions: list[list[GroundAction]] | None
     expanded: int  # states expanded (successors generated) by all searches
     generated: int  # distinct states (symmetry classes) seen
     stats: dict = field(default_factory=dict)
@@ -62,6 +66,20 @@ def heuristic_for(world: World) -> Heuristic:
 
 
 INF = 1 << 30
+FEW_COLLECTIONS = 50_000  # gen-0 threshold during a search (Python's default: 700)
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Raise the collector's gen-0 threshold for the duration (restored after). A search allocates millions of
+    small objects that live on in its tables and makes no reference cycles, so the collector's passes find nothing
+    and only walk them again and again: a quarter of a task-9 solve's time at the default threshold."""
+    previous = gc.get_threshold()
+    gc.set_threshold(max(previous[0], FEW_COLLECTIONS), *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 class _Oracle:
@@ -194,8 +212,9 @@ class _Oracle:
             self.lb[k] = budget + 1
         return False
 
-    def optimal_successors(self, s: State, d: int) -> list[tuple[GroundAction, State]]:
-        """The valid actions at s (whose cost-to-go is exactly d > 0) that begin an optimal plan, in valid order."""
+    def optimal_successors(self, s: State, d: int, first: bool = False) -> list[tuple[GroundAction, State]]:
+        """The valid actions at s (whose cost-to-go is exactly d > 0) that begin an optimal plan, in valid order;
+        with `first`, only the first of them (the canonical step), and the actions after it are not tested."""
         world, key = self.world, self.key
         good = []
         k = key(s)
@@ -210,19 +229,32 @@ class _Oracle:
                 self.lb[kt] = d - 1  # d(t) >= d(s) - 1
             if self.within(kt, t, d - 1):
                 good.append((a, t))
+                if first:
+                    break
         return good
 
 
-def solve(world: World, start: State | None = None, max_expansions: int = 2_000_000) -> Solution:
-    """The optimal cost, the canonical optimal plan and the optimal action sets along it."""
-    start = world.initial_state if start is None else start
+def solve(
+    world: World, start: State | None = None, max_expansions: int = 2_000_000, optimal_sets: bool = True
+) -> Solution:
+    """The optimal cost, the canonical optimal plan and the optimal action sets along it.
+
+    With `optimal_sets=False` only the plan is found (the same canonical plan: at each state the first action in
+    valid order that begins an optimal plan) and `optimal_actions` is None. The sets are what the single-turn data
+    needs; proving the alternative optimal actions is most of a full solve's time on the long tasks (the witness
+    paths, docs/environment.md), so planning alone is several times faster there."""
+    with fewer_collections():
+        return _solve(world, world.initial_state if start is None else start, max_expansions, optimal_sets)
+
+
+def _solve(world: World, start: State, max_expansions: int, optimal_sets: bool) -> Solution:
     oracle = _Oracle(world, max_expansions)
     cost = oracle.astar(start)
     astar_expanded = oracle.expanded
     plan, states, optimal = [], [start], []
     s = start
     for d in range(cost, 0, -1):
-        good = oracle.optimal_successors(s, d)
+        good = oracle.optimal_successors(s, d, first=not optimal_sets)
         if not good:
             raise AssertionError("an optimal action must exist at every state of an optimal plan")
         optimal.append([a for a, _ in good])
@@ -231,16 +263,18 @@ def solve(world: World, start: State | None = None, max_expansions: int = 2_000_
         states.append(s)
     assert world.is_goal(s), "the canonical plan must end in a goal state"
     stats = {"astar_expanded": astar_expanded, "checks": oracle.checks}
-    return Solution(cost, plan, states, optimal, oracle.expanded, len(oracle.hval), stats)
+    return Solution(cost, plan, states, optimal if optimal_sets else None, oracle.expanded, len(oracle.hval), stats)
 
 
 def cost_to_go(world: World, state: State, max_expansions: int = 2_000_000) -> int:
     """The optimal number of steps from `state` to the goal (plain A*, no plan enumeration)."""
-    return _Oracle(world, max_expansions).astar(state)
+    with fewer_collections():
+        return _Oracle(world, max_expansions).astar(state)
 
 
 def optimal_actions(world: World, state: State, max_expansions: int = 2_000_000) -> list[GroundAction]:
     """Every valid action at `state` that begins some optimal plan."""
-    oracle = _Oracle(world, max_expansions)
-    d = oracle.astar(state)
-    return [a for a, _ in oracle.optimal_successors(state, d)] if d else []
+    with fewer_collections():
+        oracle = _Oracle(world, max_expansions)
+        d = oracle.astar(state)
+        return [a for a, _ in oracle.optimal_successors(state, d)] if d else []
