@@ -22,6 +22,8 @@ container is enough.
 
 from __future__ import annotations
 
+import collections
+import functools
 import itertools
 import operator
 from dataclasses import dataclass
@@ -130,50 +132,54 @@ class World:
             key_lit = next((lit for lit in schema.precons if lit.value and lit.predicate in KEY_PREDICATES), None)
             key = _compile([key_lit], slot, by_pred)[0] if key_lit else None  # the index below keys actions by it
             actions, keyed, unkeyed, by_text = self.actions, self._keyed, self._unkeyed, self.by_text
-            for args in itertools.product(*domains):
-                if len(set(args)) != len(args):
-                    continue
-                if rest and not all(
-                    (get(args) in masks and bool(init & masks[get(args)])) == v for masks, get, v in rest
-                ):
-                    continue
-                pos = neg = add = delete = 0
-                needs = []  # its positive preconditions' masks, for the index below
-                for masks, get, v in pre:
-                    if v:
-                        needs.append(masks[get(args)])
-                    else:
-                        neg |= masks[get(args)]
-                for m in needs:
-                    pos |= m
-                for masks, get, v in fx:
-                    if v:
-                        add |= masks[get(args)]
-                    else:
-                        delete |= masks[get(args)]
-                sfx = tuple(self._ground_effect(e, dict(zip(schema.params, args, strict=True))) for e in schema.sfx)
-                text = template.format(*[names[o] for o in args])
-                a = GroundAction(len(actions), schema.name, args, text, pos, neg, add, delete, sfx)
-                actions.append(a)
-                by_text.setdefault(text, []).append(a.id)
-                # Index: key atom -> actions that need it; actions with no key atom are always checked.
-                if key is None:
-                    unkeyed.append(a)
-                else:
-                    km = key[0][key[1](args)]
+            if len(set(schema.param_types)) == len(schema.param_types):  # distinct types: distinct objects
+                arglist = list(itertools.product(*domains))
+            else:
+                arglist = [args for args in itertools.product(*domains) if len(set(args)) == len(args)]
+            if rest:
+                arglist = [
+                    args
+                    for args in arglist
+                    if all((get(args) in masks and bool(init & masks[get(args)])) == v for masks, get, v in rest)
+                ]
+            n = len(arglist)
+            # Column by column (one list per literal over all the schema's tuples), combined with C-level maps.
+            needs = [[masks[k] for k in map(get, arglist)] for masks, get, v in pre if v]
+            pos = _union(needs, n)
+            neg = _union([[masks[k] for k in map(get, arglist)] for masks, get, v in pre if not v], n)
+            add = _union([[masks[k] for k in map(get, arglist)] for masks, get, v in fx if v], n)
+            delete = _union([[masks[k] for k in map(get, arglist)] for masks, get, v in fx if not v], n)
+            if schema.sfx:
+                sfx = [
+                    tuple(self._ground_effect(e, dict(zip(schema.params, args, strict=True))) for e in schema.sfx)
+                    for args in arglist
+                ]
+            else:
+                sfx = itertools.repeat(())
+            fmt, name_of = template.format, names.__getitem__
+            texts = [fmt(*map(name_of, args)) for args in arglist]
+            new = list(
+                map(GroundAction, range(len(actions), len(actions) + n), itertools.repeat(schema.name), arglist,
+                    texts, pos, neg, add, delete, sfx)
+            )  # fmt: skip
+            actions.extend(new)
+            for a in new:
+                by_text.setdefault(a.text, []).append(a.id)
+            # Index: key atom -> actions that need it; actions with no key atom are always checked.
+            if key is None:
+                unkeyed.extend(new)
+            else:
+                key_of = map(key[0].__getitem__, map(key[1], arglist))
+                for a, km, ms in zip(new, key_of, zip(*needs, strict=True), strict=True):
                     keyed.setdefault(km.bit_length() - 1, []).append(a)
-                    needs.sort()
-                    other_bits[a.id] = [m for m in needs if m != km]
+                    other_bits[a.id] = sorted(m for m in ms if m != km)
         self._keys = sorted(self._keyed)
         # Second level (`valid_actions` is on the expert's hot path: a station has some 200 actions, a dozen valid):
         # per key atom, the actions grouped by one more positive precondition each, the one fewest of that key's
         # actions share (an atop or has_item atom, mostly), so that only groups whose atom is true are checked.
         self._index: dict[int, tuple[int, dict[int, list[GroundAction]], list[GroundAction]]] = {}
         for key, acts in self._keyed.items():
-            share: dict[int, int] = {}
-            for a in acts:
-                for m in other_bits[a.id]:
-                    share[m] = share.get(m, 0) + 1
+            share = collections.Counter(itertools.chain.from_iterable(other_bits[a.id] for a in acts))
             groups: dict[int, list[GroundAction]] = {}
             rest: list[GroundAction] = []
             for a in acts:
@@ -186,7 +192,6 @@ class World:
             self._index[key] = (sum(1 << b for b in groups), groups, rest)
 
         self._goal = _GoalMatcher(problem.goal, problem.var_kinds, self)
-        self._render_lines = self._observation_lines()
         self._symmetry = _Symmetry(self)
 
     def canonical(self, state: State):
@@ -351,8 +356,10 @@ class World:
         return atoms, done
 
     # --- text -------------------------------------------------------------------------------------------------
-    def _observation_lines(self) -> list[tuple[int, str, list[tuple[int, str]]]]:
-        """Per object: (object index, header, [(atom bit, line)]) in Robotouille's order."""
+    @functools.cached_property
+    def _render(self) -> tuple[list[list[tuple[tuple[int, int], str]]], list[str]]:
+        """(per atom bit: its lines, each keyed by (object index, the line's place in that object's block); per
+        object: its block's header), in Robotouille's order; built on the first rendering (searches never render)."""
         per_object: list[list] = [[] for _ in self.objects]
         for bit, (name, args) in enumerate(self.atoms):
             pred = self.domain.predicates[name]
@@ -360,20 +367,32 @@ class World:
             for pos, i in enumerate(args):
                 other = max((a for k, a in enumerate(args) if k != pos), default=-1)
                 per_object[i].append(((pred.order, other, pos), bit, pred.descriptors[pos].format(*names)))
-        out = []
-        for i, obj in enumerate(self.objects):
-            lines = sorted(per_object[i], key=lambda t: t[0])
-            out.append((i, f"{obj.type.capitalize()} {obj.name}:", [(bit, text) for _, bit, text in lines]))
-        return out
+        by_bit: list[list[tuple[tuple[int, int], str]]] = [[] for _ in self.atoms]
+        for i, lines in enumerate(per_object):
+            for rank, (_, bit, text) in enumerate(sorted(lines, key=lambda t: t[0])):
+                by_bit[bit].append(((i, rank), text))
+        headers = [f"{obj.type.capitalize()} {obj.name}:" for obj in self.objects]
+        return by_bit, headers
 
     def describe_state(self, state: State) -> str:
-        """The object blocks of Robotouille's observation (true predicates only)."""
-        blocks = []
-        for _, header, lines in self._render_lines:
-            shown = [text for bit, text in lines if state.atoms >> bit & 1]
-            if shown:  # only dormant (not yet created) meal slots have no true atom
-                blocks.append("\n".join([header, *shown]))
-        return "\n\n".join(blocks)
+        """The object blocks of Robotouille's observation (true predicates only): the lines of the set bits, sorted
+        into their objects' blocks (objects with no true atom, the dormant meal slots, have none)."""
+        by_bit, headers = self._render
+        found = []
+        m = state.atoms
+        while m:
+            low = m & -m
+            m ^= low
+            found.extend(by_bit[low.bit_length() - 1])
+        found.sort()
+        blocks: list[list[str]] = []
+        current = -1
+        for (i, _), text in found:
+            if i != current:
+                current = i
+                blocks.append([headers[i]])
+            blocks[-1].append(text)
+        return "\n\n".join("\n".join(block) for block in blocks)
 
     def observation(self, state: State, valid: list[GroundAction] | None = None) -> str:
         """Robotouille's observation string: object blocks, `Valid Actions:`, `Goal:`."""
@@ -389,6 +408,16 @@ def _compile(lits, slot: dict[str, int], by_pred: dict[str, dict]) -> list[tuple
     for lit in lits:
         get = operator.itemgetter(*(slot[p] for p in lit.params)) if lit.params else (lambda args: ())
         out.append((by_pred.get(lit.predicate, {}), get, lit.value))
+    return out
+
+
+def _union(columns: list[list[int]], n: int) -> list[int]:
+    """Element-wise OR of equally long columns of masks (n zeros for none)."""
+    if not columns:
+        return [0] * n
+    out = columns[0]
+    for col in columns[1:]:
+        out = list(map(operator.or_, out, col))
     return out
 
 
