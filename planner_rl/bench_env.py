@@ -23,11 +23,9 @@ import statistics
 import time
 from pathlib import Path
 
-from planner_rl.env.cooking import CookingEnv, make_world
-from planner_rl.env.domain import load_domain
+from planner_rl.env.cooking import CookingEnv, ground_world, make_world
 from planner_rl.env.planner import solve
-from planner_rl.env.tasks import load_problem, synchronous_tasks
-from planner_rl.env.world import World
+from planner_rl.env.tasks import synchronous_tasks
 
 
 def env_throughput(task: str, steps: int, seed: int = 0) -> tuple[float, float]:
@@ -47,11 +45,6 @@ def env_throughput(task: str, steps: int, seed: int = 0) -> tuple[float, float]:
             env.reset()
     text = (steps // 10) / (time.perf_counter() - t0)
     return raw, text
-
-
-def _fresh_world(task: str, seed: int | None) -> World:
-    """A newly grounded world (not `make_world`'s cached one), so that no solve starts with warm caches."""
-    return World(load_problem(task, seed), load_domain())
 
 
 def _spread(values: list) -> dict:
@@ -90,11 +83,11 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for seed in [None, *seeds]:
             # each on a world of its own: a world's caches (heuristic values, symmetry keys) would serve the second
-            world = _fresh_world(tasks[n].name, seed)
+            world = ground_world(tasks[n].name, seed)
             t0 = time.perf_counter()
             plan = solve(world, optimal_sets=False)
             plan_s = time.perf_counter() - t0
-            world = _fresh_world(tasks[n].name, seed)
+            world = ground_world(tasks[n].name, seed)
             t0 = time.perf_counter()
             sol = solve(world)
             dt = time.perf_counter() - t0

@@ -35,11 +35,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from planner_rl.env.cooking import make_world
-from planner_rl.env.domain import load_domain
+from planner_rl.env.cooking import ground_world, make_world
 from planner_rl.env.planner import FEW_COLLECTIONS, NoPlanError, solve
 from planner_rl.env.problem import ProblemError
-from planner_rl.env.tasks import TaskError, get_task, load_problem, task_names
+from planner_rl.env.tasks import TaskError, get_task, task_names
 from planner_rl.env.world import World
 from planner_rl.parsing import format_target
 from planner_rl.prompts import PromptConfig, build_messages
@@ -184,7 +183,7 @@ def _instance_job(job: tuple) -> list[dict]:
     task, seed, prompt, opts = job
     # A world of its own, freed with the job: `make_world`'s cache would keep the last 64 (and their solves'
     # tables) alive, and the collector's full passes walk whatever is alive (a quarter of a solve's time).
-    world = World(load_problem(task, seed), load_domain())
+    world = ground_world(task, seed)
     traj = expert_trajectory(task, seed, opts.get("expert_cache"), world)
     return trajectory_examples(traj, prompt, opts.get("label_noise", 0.0), opts.get("label_noise_seed", 0), world)
 

@@ -26,12 +26,18 @@ _WORLD_CACHE_SIZE = 64
 _worlds: OrderedDict[tuple[str, int | None], World] = OrderedDict()
 
 
+def ground_world(task: str | int | Path, seed: int | None = None) -> World:
+    """A newly grounded world of a task (name, number or file path) and layout seed, shared with nobody: its
+    caches (heuristic values, symmetry keys) start empty and it is freed with its last reference."""
+    return World(load_problem(task, seed), load_domain())
+
+
 def make_world(task: str | int | Path, seed: int | None = None) -> World:
     """The grounded world of a task (name, number or file path) and layout seed; the last few are cached."""
     key = (str(task), seed)
     world = _worlds.get(key)
     if world is None:
-        world = World(load_problem(task, seed), load_domain())
+        world = ground_world(task, seed)
         _worlds[key] = world
         if len(_worlds) > _WORLD_CACHE_SIZE:
             _worlds.popitem(last=False)

@@ -251,19 +251,20 @@ def _solve(world: World, start: State, max_expansions: int, optimal_sets: bool) 
     oracle = _Oracle(world, max_expansions)
     cost = oracle.astar(start)
     astar_expanded = oracle.expanded
-    plan, states, optimal = [], [start], []
+    plan, states, optimal = [], [start], [] if optimal_sets else None
     s = start
     for d in range(cost, 0, -1):
         good = oracle.optimal_successors(s, d, first=not optimal_sets)
         if not good:
             raise AssertionError("an optimal action must exist at every state of an optimal plan")
-        optimal.append([a for a, _ in good])
+        if optimal is not None:
+            optimal.append([a for a, _ in good])
         a, s = good[0]
         plan.append(a)
         states.append(s)
     assert world.is_goal(s), "the canonical plan must end in a goal state"
     stats = {"astar_expanded": astar_expanded, "checks": oracle.checks}
-    return Solution(cost, plan, states, optimal if optimal_sets else None, oracle.expanded, len(oracle.hval), stats)
+    return Solution(cost, plan, states, optimal, oracle.expanded, len(oracle.hval), stats)
 
 
 def cost_to_go(world: World, state: State, max_expansions: int = 2_000_000) -> int:
