@@ -13,7 +13,7 @@ from planner_rl.parsing import format_target, parse_completion
 from planner_rl.prompts import PromptConfig
 from planner_rl.rollout import Sampling
 from planner_rl.rollout.hf import HFRollout, encode_prompt
-from planner_rl.rollout.restricted import answer_choices, check_decoding, choice_log_probs, choose
+from planner_rl.rollout.restricted import answer_choices, check_decoding, choice_log_probs, choose, packed_row
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,9 @@ def brute_force(model, tokenizer, prompt: list[int], answers: list[str], tempera
     return [torch.tensor(x, dtype=torch.float64) for x in out]
 
 
-@pytest.mark.parametrize("fmt", ["action", "think"])
-def test_scores_equal_a_brute_force_forward_per_answer(tiny, fmt):
+@pytest.mark.parametrize(("fmt", "packed"), [("action", True), ("think", True), ("action", False)])
+def test_scores_equal_a_brute_force_forward_per_answer(tiny, fmt, packed):
+    """Both ways of sharing the prompt: one packed row per prompt (sdpa), its KV cache repeated (flash attention)."""
     model, tok = tiny
     model.eval()
     rows = examples(fmt)
@@ -56,7 +57,7 @@ def test_scores_equal_a_brute_force_forward_per_answer(tiny, fmt):
     temperatures = (1.0, 0.7)
     wants = [brute_force(model, tok, p, cs, temperatures) for p, cs in zip(prompts, choices, strict=True)]
     for i, temperature in enumerate(temperatures):
-        got = choice_log_probs(model, tok, prompts, choices, temperature, batch_size=10)  # batches of 1 and 2 prompts
+        got = choice_log_probs(model, tok, prompts, choices, temperature, 20, packed)  # 2 ragged prompts a batch
         for g, want in zip(got, wants, strict=True):
             assert g.shape == want[i].shape and torch.allclose(g.double(), want[i], atol=2e-4), (g, want[i])
             assert len(set(g.tolist())) > 1  # the answers really differ in likelihood
@@ -124,6 +125,19 @@ def test_hf_rollout_restricted_groups(tiny):
     assert all(c.text in choices[c.prompt_index] for c in out)  # whole answers although max_new_tokens is 4
     with pytest.raises(ValueError, match="top_p"):
         HFRollout(model, tok).generate(prompts, 1, Sampling(1.0, 0.9, 4), choices=choices)
+
+
+def test_packed_row_by_hand():
+    ids, positions, allowed, reads = packed_row([7, 8, 9], [[1, 2], [3]])
+    assert ids == [7, 8, 9, 1, 2, 3] and positions == [0, 1, 2, 3, 4, 3] and reads == [2, 3, 2]
+    assert allowed.int().tolist() == [
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0],  # the first answer: the prompt and itself
+        [1, 1, 1, 1, 1, 0],
+        [1, 1, 1, 0, 0, 1],  # the second: the prompt and itself, not the first answer
+    ]
 
 
 def test_answer_choices_and_check_decoding():

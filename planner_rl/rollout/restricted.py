@@ -38,11 +38,15 @@ def answer_choices(valid_actions: Sequence[str], fmt: str) -> list[str]:
 @torch.no_grad()
 def choice_log_probs(
     model, tokenizer, prompts: Sequence[list[int]], choices: Sequence[Sequence[str]], temperature: float = 1.0,
-    batch_size: int = 64,
+    batch_size: int = 64, packed: bool | None = None,
 ) -> list[torch.Tensor]:  # fmt: skip
     """Per prompt, a float32 [K] tensor: each choice's total log-likelihood (its tokens and end of turn) at
-    `temperature` (0 means 1). Prompts are batched so that a batch holds about `batch_size` (prompt, choice) rows;
-    within a batch every prompt's choices are padded to the most any has (repeats of its first, not read)."""
+    `temperature` (0 means 1). Prompts are batched so that a batch holds about `batch_size` (prompt, choice) pairs.
+
+    With sdpa or eager attention, each prompt and all its choices are one sequence whose attention mask lets every
+    choice see the prompt and itself only (`packed_row`): one forward of about the prompt's length. Otherwise
+    (flash attention takes no such mask) the prompt's KV cache is repeated for its choices (`group_log_probs`), the
+    choices padded to the most any prompt of the batch has (repeats of its first, not read)."""
     if len(prompts) != len(choices):
         raise ValueError(f"{len(choices)} choice lists for {len(prompts)} prompts")
     temp = temperature if temperature > 0 else 1.0
@@ -53,11 +57,18 @@ def choice_log_probs(
     todo = [k for k in range(len(prompts)) if encoded[k]]  # a prompt without choices has no scores
     widest = max((len(encoded[k]) for k in todo), default=1)
     per = max(1, batch_size // widest)
+    if packed is None:
+        packed = getattr(model.config, "_attn_implementation", "sdpa") in ("sdpa", "eager")
     was_training = model.training
     model.eval()  # no dropout while scoring; the caller's mode is restored
     try:
         for start in range(0, len(todo), per):
             chunk = todo[start : start + per]
+            if packed:
+                scores = _packed_scores(model, [prompts[k] for k in chunk], [encoded[k] for k in chunk], pad, temp)
+                for k, sc in zip(chunk, scores, strict=True):
+                    out[k] = sc
+                continue
             K = max(len(encoded[k]) for k in chunk)
             rows = [c for k in chunk for c in encoded[k] + [encoded[k][0]] * (K - len(encoded[k]))]  # [len(chunk)*K]
             logp, mask = group_log_probs(model, [prompts[k] for k in chunk], rows, pad, temp)  # [len(chunk)*K, C] x2
@@ -66,6 +77,58 @@ def choice_log_probs(
                 out[k] = totals[r, : len(encoded[k])]
     finally:
         model.train(was_training)
+    return out
+
+
+def packed_row(prompt: list[int], answers: list[list[int]]) -> tuple[list[int], list[int], torch.Tensor, list[int]]:
+    """One sequence for a prompt and its answers: (ids = prompt then every answer, position ids - each answer
+    continues the prompt's, allowed [T, T] bool - row i may attend to column j: causal within the prompt, and each
+    answer to the prompt and to its own earlier tokens, never to another answer, and the index of the position
+    that predicts each answer token (its first: the prompt's last position))."""
+    P = len(prompt)
+    ids, positions, reads = list(prompt), list(range(P)), []
+    T = P + sum(len(a) for a in answers)
+    allowed = torch.zeros(T, T, dtype=torch.bool)
+    allowed[:, :P] = torch.ones(T, P, dtype=torch.bool).tril()  # every answer row sees the whole prompt
+    start = P
+    for a in answers:
+        L = len(a)
+        allowed[start : start + L, start : start + L] = torch.ones(L, L, dtype=torch.bool).tril()
+        ids += a
+        positions += range(P, P + L)
+        reads += [P - 1, *range(start, start + L - 1)]  # its first token follows the prompt, not the last answer
+        start += L
+    return ids, positions, allowed, reads
+
+
+@torch.no_grad()
+def _packed_scores(
+    model, prompts: list[list[int]], answers: list[list[list[int]]], pad: int, temperature: float
+) -> list[torch.Tensor]:
+    """`choice_log_probs` of a batch, one packed row per prompt (right-padded; a padding position sees itself only)."""
+    rows = [packed_row(p, a) for p, a in zip(prompts, answers, strict=True)]
+    B, T = len(rows), max(len(r[0]) for r in rows)
+    device = next(model.parameters()).device
+    ids = torch.full((B, T), pad, dtype=torch.long)
+    positions = torch.zeros((B, T), dtype=torch.long)
+    allowed = torch.eye(T, dtype=torch.bool).repeat(B, 1, 1)  # [B, T, T]
+    for b, (x, pos, allow, _) in enumerate(rows):
+        n = len(x)
+        ids[b, :n], positions[b, :n], allowed[b, :n, :n] = torch.tensor(x), torch.tensor(pos), allow
+    hidden = model.get_decoder()(
+        input_ids=ids.to(device), attention_mask=allowed[:, None].to(device), position_ids=positions.to(device)
+    ).last_hidden_state  # [B, T, H]
+    b_idx = torch.tensor([b for b, r in enumerate(rows) for _ in r[3]])  # one entry per answer token
+    reads = torch.tensor([i for r in rows for i in r[3]])
+    targets = torch.tensor([t for a in answers for ans in a for t in ans])
+    logits = model.get_output_embeddings()(hidden[b_idx.to(device), reads.to(device)]).float()  # [N, V]
+    logp = torch.log_softmax(logits / temperature, dim=-1).gather(-1, targets.to(device)[:, None]).squeeze(-1).cpu()
+    out, at = [], 0
+    for a in answers:
+        lengths = torch.tensor([len(x) for x in a])
+        owner = torch.repeat_interleave(torch.arange(len(a)), lengths)
+        out.append(torch.zeros(len(a)).index_add_(0, owner, logp[at : at + int(lengths.sum())]))
+        at += int(lengths.sum())
     return out
 
 
