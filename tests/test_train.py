@@ -343,11 +343,14 @@ def test_sft_cache_reuses_the_stage_with_the_same_inputs(tmp_path):
     assert "reused" not in third and len(list(cache.iterdir())) == 2  # another SFT input: another stage
 
 
-def test_multi_turn_grpo_runs_and_stops_at_the_token_budget(tmp_path):
+@pytest.mark.parametrize("decoding", ["free", "valid_actions"])
+def test_multi_turn_grpo_runs_and_stops_at_the_token_budget(tmp_path, decoding):
     run = tmp_path / "run"
     run_train(run, "grpo.mode=multi_turn", "grpo.steps=50", "grpo.prompts_per_step=1", "grpo.eval_every=0",
-              "grpo.max_generated_tokens=1500", "sft.epochs=1")  # fmt: skip
+              "grpo.max_generated_tokens=1500", "sft.epochs=1", f"rollout.decoding={decoding}")  # fmt: skip
     rows = [r for r in records(run) if "reward/mean" in r]
+    if decoding == "valid_actions":  # every turn's answer is one of its state's valid actions
+        assert all(r["reward/valid_rate"] == r["reward/format_rate"] == 1.0 for r in rows)
     tokens = [r["train/generated_tokens"] for r in rows]
     assert 2 <= len(rows) < 50 and tokens[-1] >= 1500 > tokens[-2] and tokens == sorted(tokens)
     assert all(r["rollout/episode_turns"] >= 1 and r["rollout/groups"] == 1 for r in rows)
