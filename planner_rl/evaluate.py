@@ -1,7 +1,7 @@
 """Multi-turn (closed-loop) evaluation: the agent plays whole episodes in the environment, one action per turn.
 
-    summary, results = evaluate(rollout, tokenizer, ["burger"], [42, 84], PromptConfig(), EvalConfig())
-    write_results("outputs/eval/results.json", summary, results, EvalConfig())
+    ev = evaluate(rollout, tokenizer, ["burger"], [42, 84], PromptConfig(), EvalConfig(), model=model)
+    write_evaluation("outputs/eval/results.json", ev, EvalConfig())   # ev.summary, ev.episodes, ev.paths
 
 Every active episode of every (task, seed) instance advances in lockstep: one turn builds the prompt of each
 (`planner_rl.prompts.build_messages`: the state, the valid actions already taken, and the reason the last answer
@@ -432,7 +432,8 @@ def evaluate(
     and `seconds` (all, the theory check's forward passes included).
 
     `cfg.decoding=valid_actions` scores the valid actions with `model` itself (an hf rollout on it, whatever the
-    backend); `cfg.also_valid_actions` plays a second time so, its summary merged in under `valid_actions/`."""
+    backend); `cfg.also_valid_actions` plays every episode again that way, its summary merged in under
+    `valid_actions/` and the whole pass in `.valid_actions`."""
     if cfg.also_valid_actions:
         free = evaluate(rollout, tokenizer, tasks, seeds, prompt_cfg, replace(cfg, also_valid_actions=False),
                         expert_cache, model)  # fmt: skip

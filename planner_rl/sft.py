@@ -8,7 +8,8 @@ Each example is (chat prompt through the tokenizer's template, target = `Action:
 target's tokens carry loss. Batches group examples of similar length (less padding), AdamW with a warmup then
 cosine/linear/constant schedule, gradient clipping. After every epoch: loss on the test split and single-step
 accuracy of greedy decoding (`eval/sft_accuracy`: the parsed action equals the expert's; `eval/sft_optimal_rate`:
-it begins some optimal plan). The final model is saved with `save_pretrained` in `<run dir>/sft/final`.
+it begins some optimal plan; `sft.decoding=valid_actions`: the most likely valid action instead of free text).
+The final model is saved with `save_pretrained` in `<run dir>/sft/final`.
 """
 
 from __future__ import annotations

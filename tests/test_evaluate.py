@@ -183,7 +183,9 @@ def test_yaml_mirrors_the_schema(tmp_path):
 def test_tiny_model_end_to_end(tmp_path):
     model, tokenizer = load_model_and_tokenizer(ModelConfig(cache_dir=str(tmp_path / "models")))
     cfg = EvalConfig(seeds=[42, 84], max_new_tokens=12, batch_size=1, transcripts=1)
-    summary, results, paths = evaluate(HFRollout(model, tokenizer), tokenizer, ["cheese_sandwich"], [1, 2], PROMPT, cfg)
+    summary, results, paths, restricted = evaluate(HFRollout(model, tokenizer), tokenizer, ["cheese_sandwich"], [1, 2],
+                                                   PROMPT, cfg)  # fmt: skip
+    assert restricted is None  # no eval.also_valid_actions
     assert paths == []  # no model given: no theory check
     assert [(r.task, r.seed, r.t_gt) for r in results] == [("cheese_sandwich", 42, 8), ("cheese_sandwich", 84, 7)]
     assert summary["episodes"] == 2.0 and 0 <= summary["sr"] <= 1 and summary["seconds"] > 0
