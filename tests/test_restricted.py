@@ -11,7 +11,7 @@ from planner_rl.model import ModelConfig, load_model_and_tokenizer
 from planner_rl.packing import group_log_probs
 from planner_rl.parsing import format_target, parse_completion
 from planner_rl.prompts import PromptConfig
-from planner_rl.rollout import Sampling
+from planner_rl.rollout import Sampling, restricted
 from planner_rl.rollout.hf import HFRollout, encode_prompt
 from planner_rl.rollout.restricted import answer_choices, check_decoding, choice_log_probs, choose, packed_row
 
@@ -46,8 +46,10 @@ def brute_force(model, tokenizer, prompt: list[int], answers: list[str], tempera
 
 
 @pytest.mark.parametrize(("fmt", "packed"), [("action", True), ("think", True), ("action", False)])
-def test_scores_equal_a_brute_force_forward_per_answer(tiny, fmt, packed):
-    """Both ways of sharing the prompt: one packed row per prompt (sdpa), its KV cache repeated (flash attention)."""
+def test_scores_equal_a_brute_force_forward_per_answer(tiny, fmt, packed, monkeypatch):
+    """Both ways of sharing the prompt: one packed row per prompt (sdpa), its KV cache repeated (flash attention);
+    the packed head in uneven slices of 7 answer positions."""
+    monkeypatch.setattr(restricted, "HEAD_ROWS", 7)
     model, tok = tiny
     model.eval()
     rows = examples(fmt)

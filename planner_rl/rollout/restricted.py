@@ -30,6 +30,7 @@ from planner_rl.rollout import Completion, check_decoding
 from planner_rl.rollout.hf import answer_ids, stop_ids
 
 __all__ = ["answer_choices", "check_decoding", "choice_log_probs", "choose"]
+HEAD_ROWS = 256  # answer positions per output-head call (Qwen's 152k vocabulary: 156 MB of float32 logits)
 
 
 def answer_choices(valid_actions: Sequence[str], fmt: str) -> list[str]:
@@ -123,8 +124,12 @@ def _packed_scores(
     b_idx = torch.tensor([b for b, r in enumerate(rows) for _ in r[3]])  # one entry per answer token
     reads = torch.tensor([i for r in rows for i in r[3]])
     targets = torch.tensor([t for a in answers for ans in a for t in ans])
-    logits = model.get_output_embeddings()(hidden[b_idx.to(device), reads.to(device)]).float()  # [N, V]
-    logp = torch.log_softmax(logits / temperature, dim=-1).gather(-1, targets.to(device)[:, None]).squeeze(-1).cpu()
+    picked, targets = hidden[b_idx.to(device), reads.to(device)], targets.to(device)  # [N, H], [N]
+    head, logp = model.get_output_embeddings(), []
+    for at in range(0, len(targets), HEAD_ROWS):  # [HEAD_ROWS, V] float32 logits at a time: a 150k vocabulary
+        logits = head(picked[at : at + HEAD_ROWS]).float() / temperature
+        logp.append(logits.gather(-1, targets[at : at + HEAD_ROWS, None]).squeeze(-1) - logits.logsumexp(dim=-1))
+    logp = torch.cat(logp).cpu()  # [N]
     out, at = [], 0
     for a in answers:
         lengths = torch.tensor([len(x) for x in a])
