@@ -52,7 +52,15 @@ from planner_rl.data import build_dataset, task_list
 from planner_rl.env.planner import NoPlanError
 from planner_rl.env.problem import ProblemError
 from planner_rl.env.tasks import TaskError
-from planner_rl.evaluate import Instance, evaluate, play, protocol_line, transcript_rows, write_results
+from planner_rl.evaluate import (
+    Instance,
+    episode_choices,
+    evaluate,
+    play,
+    protocol_line,
+    transcript_rows,
+    write_evaluation,
+)
 from planner_rl.grpo import (
     group_advantages,
     grpo_loss,
@@ -64,6 +72,7 @@ from planner_rl.model import ModelLoadError, load_model_and_tokenizer, model_con
 from planner_rl.packing import group_log_probs
 from planner_rl.rewards import compute_reward
 from planner_rl.rollout.hf import HFRollout, encode_prompt, stop_ids
+from planner_rl.rollout.restricted import answer_choices
 from planner_rl.sft import single_step_accuracy, train_sft
 from planner_rl.sweep import job_name, run_job
 
@@ -119,7 +128,17 @@ def prompt_order(n: int, seed: int, position: int, count: int) -> list[int]:
 
 def eval_line(label: str, m: dict) -> str:
     cells = " ".join(f"{m.get(k, float('nan')):>10.3f}" for k in EVAL_KEYS)
-    return f"{label:<10} {cells}"
+    return f"{label:<24} {cells}"
+
+
+def eval_rows(label: str, m: dict) -> list[str]:
+    """The table row of one evaluation's `eval/` metrics, and its `(valid actions)` row when it has one."""
+    rows = [eval_line(label, {k.removeprefix("eval/"): v for k, v in m.items()})]
+    if "eval/valid_actions/sr" in m:
+        rows.append(
+            eval_line(f"{label} (valid actions)", {k.removeprefix("eval/valid_actions/"): v for k, v in m.items()})
+        )
+    return rows
 
 
 # --- the job -----------------------------------------------------------------------------------------------------
@@ -130,6 +149,7 @@ def train(cfg: DictConfig) -> dict:
     )
     model_cfg, fmt, G = model_config(cfg.model), prompt_cfg.output_format, grpo.group_size
     sampling = rollout_cfg.sampling
+    restricted = getattr(rollout_cfg, "decoding", "free") == "valid_actions"  # GRPO samples among the valid actions
     temp = sampling.temperature or 1.0  # log-probs of the sampling distribution (greedy sampling: of the policy)
     rank, world = dist.rank(), dist.world_size()
     main = rank == 0  # rank 0 logs, evaluates and writes the run's files; every rank samples and trains
@@ -160,11 +180,15 @@ def train(cfg: DictConfig) -> dict:
 
         def run_eval(model, tokenizer, rollout, step: int) -> dict:
             ev = evaluate(rollout, tokenizer, tasks, test_seeds, prompt_cfg, eval_cfg, cfg.expert_cache, model)
-            write_results(run_dir / "eval" / f"step_{step:06d}.json", ev.summary, ev.episodes, eval_cfg, ev.paths)
-            single = single_step_accuracy(model, tokenizer, test_rows, fmt, sft_cfg)
+            write_evaluation(run_dir / "eval" / f"step_{step:06d}.json", ev, eval_cfg)
+            single = single_step_accuracy(model, tokenizer, test_rows, fmt, sft_cfg, eval_cfg.decoding)
             metrics = {f"eval/{k}": v for k, v in ev.summary.items() if not k.endswith("seconds")}
             metrics["perf/eval_s"], metrics["perf/eval_play_s"] = ev.summary["seconds"], ev.summary["play_seconds"]
             metrics |= {k.replace("eval/sft_", "eval/step_"): v for k, v in single.items()}
+            if ev.valid_actions is not None:  # eval.also_valid_actions
+                metrics["perf/eval_valid_actions_s"] = ev.summary["valid_actions/seconds"]
+                single = single_step_accuracy(model, tokenizer, test_rows, fmt, sft_cfg, "valid_actions")
+                metrics |= {k.replace("eval/sft_", "eval/valid_actions/step_"): v for k, v in single.items()}
             records.log({"train/step": step, **metrics})
             logger.table(
                 "eval/transcripts", ["task", "seed", "success", "steps", "transcript"], transcript_rows(ev.episodes)
@@ -256,7 +280,8 @@ def train(cfg: DictConfig) -> dict:
                     encoded[i] = encode_prompt(tokenizer, train_rows[i]["prompt"])
             prompts = [encoded[i] for i in idx]
             seeds = [cfg.seed * 1_000_003 + first + k for k in range(share)]  # a group's samples: f(seed, position)
-            comps = rollout.generate(prompts, G, sampling, seeds)  # [share*G], each prompt's samples adjacent
+            kw = {"choices": [answer_choices(train_rows[i]["valid_actions"], fmt) for i in idx]} if restricted else {}
+            comps = rollout.generate(prompts, G, sampling, seeds, **kw)  # [share*G], each prompt's samples adjacent
             t = time.perf_counter()
             scored = [compute_reward(reward_cfg, c.text, train_rows[idx[k // G]], fmt) for k, c in enumerate(comps)]
             timing["score"] += time.perf_counter() - t
@@ -277,7 +302,8 @@ def train(cfg: DictConfig) -> dict:
 
             def decide(episodes, messages):
                 prompts = [encode_prompt(tokenizer, m) for m in messages]
-                comps = rollout.generate(prompts, 1, sampling)  # one batched call per turn over all G*N episodes
+                kw = {"choices": episode_choices(episodes, fmt)} if restricted else {}
+                comps = rollout.generate(prompts, 1, sampling, **kw)  # one batched call per turn over all G*N episodes
                 for ep, p, c in zip(episodes, prompts, comps, strict=True):
                     turns.setdefault(ep.index, []).append((p, c))
                 return [c.text for c in comps]
@@ -481,9 +507,8 @@ def train(cfg: DictConfig) -> dict:
         logger.summary({f"eval/final/{k.removeprefix('eval/')}": v for k, v in last.items()})
         eval_tasks, n_seeds = eval_cfg.tasks or tasks, len(eval_cfg.seeds or test_seeds)
         print(f"\nmulti-turn evaluation, {', '.join(eval_tasks)}: {protocol_line(eval_cfg, len(eval_tasks) * n_seeds)}")
-        print(f"{'':<10} " + " ".join(f"{k:>10}" for k in EVAL_KEYS))
-        print(eval_line("SFT-only", {k.removeprefix("eval/"): v for k, v in baseline.items()}))
-        print(eval_line("SFT+GRPO", {k.removeprefix("eval/"): v for k, v in last.items()}))
+        print(f"{'':<24} " + " ".join(f"{k:>10}" for k in EVAL_KEYS))
+        print("\n".join(eval_rows("SFT-only", baseline) + eval_rows("SFT+GRPO", last)))
         print(f"run dir: {run_dir}")
         if cfg.cleanup:  # a sweep keeps each job's records and results, not its weights
             for heavy in [run_dir / "checkpoints", *sft_dir.glob("*.safetensors")]:

@@ -12,7 +12,7 @@ import torch
 from transformers import DynamicCache, StaticCache
 
 from planner_rl.packing import cache_keyword
-from planner_rl.rollout import Completion, Sampling
+from planner_rl.rollout import Completion, Sampling, check_decoding
 
 
 @dataclass
@@ -24,6 +24,10 @@ class HFRolloutConfig:
     top_p: float = 1.0  # nucleus mass in (0, 1]
     max_new_tokens: int = 24  # per completion; an action is ~12 tokens of the tiny tokenizer
     batch_size: int = 64  # sequences per `generate` call (prompts x samples)
+    decoding: str = "free"  # free | valid_actions: GRPO samples among the valid actions (rollout/restricted.py)
+
+    def __post_init__(self) -> None:
+        check_decoding(self.decoding, "rollout.decoding", self.top_p)
 
     @property
     def sampling(self) -> Sampling:
@@ -43,6 +47,11 @@ def stop_ids(tokenizer) -> list[int]:
     if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
         ids.add(im_end)
     return sorted(ids)
+
+
+def answer_ids(tokenizer, answer: str) -> list[int]:
+    """Token ids of an assistant answer as SFT trains on it: the text, then the end-of-turn token."""
+    return [*tokenizer.encode(answer, add_special_tokens=False), stop_ids(tokenizer)[0]]
 
 
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,8 +141,15 @@ class HFRollout:
         self.batch_size = (cfg or HFRolloutConfig()).batch_size
 
     def generate(
-        self, prompts: list[list[int]], n: int, sampling: Sampling, seeds: list[int] | None = None
-    ) -> list[Completion]:
+        self, prompts: list[list[int]], n: int, sampling: Sampling, seeds: list[int] | None = None,
+        choices: list[list[str]] | None = None,
+    ) -> list[Completion]:  # fmt: skip
+        if choices is not None:  # rollout.decoding=valid_actions (planner_rl/rollout/restricted.py)
+            from planner_rl.rollout.restricted import choose  # here: restricted.py imports this module
+
+            check_decoding("valid_actions", "decoding", sampling.top_p)
+            kw = {"n": n, "temperature": sampling.temperature, "seeds": seeds, "batch_size": self.batch_size}
+            return choose(self.model, self.tokenizer, prompts, choices, **kw)
         was_training = self.model.training
         self.model.eval()  # no dropout while sampling; the caller's mode is restored
         kw = {"max_new_tokens": sampling.max_new_tokens, "temperature": sampling.temperature, "top_p": sampling.top_p}
