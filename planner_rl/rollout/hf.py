@@ -102,8 +102,12 @@ def generate(
     stops = stop_ids(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     device = next(model.parameters()).device
+    # top_k=0 explicitly: transformers otherwise fills in its default top_k=50, so the samples would come from a
+    # truncated distribution while the GRPO update takes log-probs of the full softmax (and vLLM samples all of it)
     sampling = (
-        {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+        if temperature > 0
+        else {"do_sample": False}
     )
     out: list[Completion] = []
     for start in range(0, len(prompts), batch_size):
