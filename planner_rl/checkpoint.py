@@ -175,8 +175,8 @@ def _fsync_tree(path: Path) -> None:
 
 # --- the SFT stage cache: sweep jobs that differ only after SFT share one SFT run ------------------------------------
 # what the SFT stage and its evaluation run: data, environment, prompts, model, SFT, evaluation, sampling
-STAGE_SOURCES = ("data.py", "prompts.py", "parsing.py", "rewards.py", "model.py", "sft.py", "evaluate.py", "env/*.py",
-                 "rollout/hf.py", "rollout/__init__.py")  # fmt: skip
+STAGE_SOURCES = ("data.py", "prompts.py", "parsing.py", "rewards.py", "model.py", "sft.py", "evaluate.py",
+                 "eval_protocol.py", "env/*.py", "rollout/hf.py", "rollout/__init__.py")  # fmt: skip
 
 
 def source_hash() -> str:
