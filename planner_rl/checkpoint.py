@@ -6,16 +6,26 @@
 A checkpoint is written into `.tmp-step_N/`, marked COMPLETE, then renamed (atomic on one file system); `latest` is
 replaced atomically after that. A kill leaves at worst a `.tmp-*` folder, which the next save removes; resuming only
 ever considers renamed folders holding the marker, so it never reads half a checkpoint.
+
+A training checkpoint holds the update backend's state (`backend.save`) and the loop's (`loop.pt`: step, data-order
+position, tokens generated, every RNG, the records' byte offsets), which is all a resumed run needs to continue
+bit for bit (`save_training_checkpoint`, `resume_training`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import random
 import shutil
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+import numpy as np
+import torch
 
 MARKER = "COMPLETE"
 
@@ -99,6 +109,62 @@ def save_checkpoint(
     return final
 
 
+# --- the GRPO loop's state: what a resumed run continues from ----------------------------------------------------
+@dataclass
+class LoopState:
+    step: int = 0  # optimizer steps taken
+    position: int = 0  # global data-order position of the next draw
+    generated: int = 0  # completion tokens sampled so far, all ranks
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _write_training_checkpoint(tmp: Path, backend, tokenizer, state: LoopState, records, main: bool) -> None:
+    backend.save(tmp)  # collective
+    if main:
+        tokenizer.save_pretrained(tmp)
+        loop = asdict(state) | {"rng": rng_state(), "offsets": records.offsets()}
+        torch.save(loop, tmp / "loop.pt")
+
+
+def save_training_checkpoint(
+    run_dir: Path, state: LoopState, backend, tokenizer, records, keep: int, main: bool, sync: Callable[[], None]
+) -> Path:
+    """Checkpoint `state.step`: the backend's state on every rank, rank 0 the tokenizer and the loop's state."""
+    write = functools.partial(
+        _write_training_checkpoint, backend=backend, tokenizer=tokenizer, state=replace(state), records=records,
+        main=main,
+    )  # fmt: skip
+    return save_checkpoint(run_dir, state.step, write, keep, main, sync)
+
+
+def resume_training(run_dir: Path, resume: str, backend, records, stage_offsets: dict[str, int]) -> tuple:
+    """(LoopState, checkpoint or None): load the checkpoint `resume` names into the backend and restore the RNGs,
+    cutting the records back to it; with none, cut them back to the end of the SFT stage (`stage_offsets`)."""
+    ckpt = find_resume(run_dir, resume)
+    if ckpt is None:
+        records.truncate(stage_offsets)
+        return LoopState(), None
+    backend.load(ckpt)
+    loop = torch.load(ckpt / "loop.pt", weights_only=False)
+    set_rng_state(loop["rng"])
+    records.truncate(loop["offsets"])
+    return LoopState(loop["step"], loop["position"], loop.get("generated", 0)), ckpt
+
+
 def _fsync_tree(path: Path) -> None:
     """Flush a folder's files to disk before it is renamed into place (a power cut, not only a kill)."""
     for f in path.rglob("*"):
@@ -109,8 +175,8 @@ def _fsync_tree(path: Path) -> None:
 
 # --- the SFT stage cache: sweep jobs that differ only after SFT share one SFT run ------------------------------------
 # what the SFT stage and its evaluation run: data, environment, prompts, model, SFT, evaluation, sampling
-STAGE_SOURCES = ("data.py", "prompts.py", "parsing.py", "rewards.py", "model.py", "sft.py", "evaluate.py", "env/*.py",
-                 "rollout/hf.py", "rollout/__init__.py")  # fmt: skip
+STAGE_SOURCES = ("data.py", "prompts.py", "parsing.py", "rewards.py", "model.py", "sft.py", "evaluate.py",
+                 "eval_protocol.py", "env/*.py", "rollout/hf.py", "rollout/__init__.py")  # fmt: skip
 
 
 def source_hash() -> str:

@@ -37,70 +37,20 @@ from typing import NamedTuple
 
 import torch
 
+from planner_rl.config import ConfigError, register_configs, typed
 from planner_rl.data import Trajectory, expert_trajectory, seed_list, task_list, trajectory_examples
 from planner_rl.env.cooking import INVALID_FEEDBACK, make_world
 from planner_rl.env.tasks import BUDGET_MULTIPLIER, get_task
 from planner_rl.env.world import GroundAction, State, World
+from planner_rl.eval_protocol import EvalConfig
 from planner_rl.parsing import Parsed, format_target, parse_completion
 from planner_rl.prompts import PromptConfig, build_messages
-from planner_rl.rollout import RolloutBackend, Sampling, check_decoding
+from planner_rl.rollout import RolloutBackend, Sampling
 from planner_rl.rollout.hf import HFRollout, answer_ids, encode_prompt, stop_ids
 from planner_rl.rollout.restricted import answer_choices, choice_log_probs
 from planner_rl.sft import IGNORE, collate
 
-BUDGETS = ("robotouille", "optimal")
-INVALID_PROTOCOLS = ("consume", "requery")
 SHOWN_CHARS = 120  # a refused answer is quoted in the next prompt up to this length, so prompts stay bounded
-
-
-@dataclass
-class EvalConfig:
-    """conf/eval/default.yaml. Not frozen: it doubles as the structured-config schema of the `eval` group."""
-
-    tasks: list[str] | None = None  # tasks to play; None: the caller's (env.tasks); generalization runs set all four
-    seeds: list[int] | None = None  # layouts; None: the caller's (env.test_seeds)
-    episodes: int = 1  # episodes per (task, seed); > 1 with temperature > 0 measures min-step success as a rate
-    budget: str = "robotouille"  # robotouille | optimal
-    invalid: str = "consume"  # consume | requery
-    max_requeries: int = 5  # requery: refused answers re-asked per step
-    max_exhausted: int = 3  # requery: steps with every answer refused before the episode fails
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    max_new_tokens: int = 24
-    batch_size: int = 64  # prompts per generate call
-    transcripts: int = 3  # episodes whose turns are kept in the results
-    seed: int = 0  # sampling seed (temperature > 0)
-    lockstep: bool = True  # false: one episode at a time (the reference the lockstep schedule is checked against)
-    theory: bool = True  # the product of the expert actions' probabilities along each expert plan (needs the model)
-    decoding: str = "free"  # free | valid_actions: the answer is the most likely valid action (rollout/restricted.py)
-    also_valid_actions: bool = False  # with free decoding: a second pass with valid_actions, as `valid_actions/...`
-
-    def __post_init__(self) -> None:
-        if self.seeds is not None:
-            self.seeds = seed_list(self.seeds, "eval.seeds")
-        if self.tasks is not None:
-            self.tasks = task_list(self.tasks)
-        checks = {
-            "budget": (self.budget in BUDGETS, f"one of {BUDGETS}"),
-            "invalid": (self.invalid in INVALID_PROTOCOLS, f"one of {INVALID_PROTOCOLS}"),
-            "max_requeries": (self.max_requeries >= 0, ">= 0"),
-            "max_exhausted": (self.max_exhausted >= 1, ">= 1"),
-            "temperature": (self.temperature >= 0, ">= 0"),
-            "top_p": (0 < self.top_p <= 1, "in (0, 1]"),
-            "max_new_tokens": (self.max_new_tokens >= 1, ">= 1"),
-            "batch_size": (self.batch_size >= 1, ">= 1"),
-            "transcripts": (self.transcripts >= 0, ">= 0"),
-            "episodes": (self.episodes >= 1, ">= 1"),
-        }
-        for key, (ok, need) in checks.items():
-            if not ok:
-                raise ValueError(f"eval.{key} must be {need}, got {getattr(self, key)!r}")
-        check_decoding(self.decoding, "eval.decoding", self.top_p)
-        if self.also_valid_actions:
-            if self.decoding != "free":
-                raise ValueError("eval.also_valid_actions adds a valid_actions pass beside free decoding: it needs "
-                                 f"eval.decoding=free, got {self.decoding!r}")  # fmt: skip
-            check_decoding("valid_actions", "eval.also_valid_actions: eval.decoding", self.top_p)
 
 
 class Instance(NamedTuple):
@@ -533,7 +483,6 @@ def run(cfg) -> Evaluation:
     from hydra.utils import get_class
     from omegaconf import OmegaConf
 
-    from planner_rl.config import typed
     from planner_rl.model import load_model_and_tokenizer, model_config
     from planner_rl.sweep import job_name
 
@@ -573,7 +522,6 @@ def run(cfg) -> Evaluation:
 def main() -> None:
     import hydra
 
-    from planner_rl.config import ConfigError, register_configs
     from planner_rl.env.planner import NoPlanError
     from planner_rl.env.problem import ProblemError
     from planner_rl.env.tasks import TaskError

@@ -20,7 +20,8 @@ from safetensors.torch import load_file
 from planner_rl.config import register_configs
 from planner_rl.grpo import aggregate_loss, micro_batch_weight, token_log_probs
 from planner_rl.packing import group_log_probs
-from planner_rl.train import ConfigError, prompt_order, typed
+from planner_rl.sampler import prompt_order
+from planner_rl.train import ConfigError, typed
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 ROOT = Path(__file__).resolve().parent.parent

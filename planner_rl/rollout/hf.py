@@ -13,6 +13,7 @@ from transformers import DynamicCache, StaticCache
 
 from planner_rl.packing import cache_keyword
 from planner_rl.rollout import Completion, Sampling, check_decoding
+from planner_rl.rollout.tokens import answer_ids, encode_prompt, stop_ids  # noqa: F401 (the module's API too)
 
 
 @dataclass
@@ -32,26 +33,6 @@ class HFRolloutConfig:
     @property
     def sampling(self) -> Sampling:
         return Sampling(self.temperature, self.top_p, self.max_new_tokens)
-
-
-def encode_prompt(tokenizer, messages: list[dict[str, str]]) -> list[int]:
-    """Token ids of a chat prompt, ending with the assistant header (`add_generation_prompt`)."""
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-    return list(ids)
-
-
-def stop_ids(tokenizer) -> list[int]:
-    """Token ids that end an answer: the tokenizer's eos plus the chat end-of-turn marker when it has one."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
-        ids.add(im_end)
-    return sorted(ids)
-
-
-def answer_ids(tokenizer, answer: str) -> list[int]:
-    """Token ids of an assistant answer as SFT trains on it: the text, then the end-of-turn token."""
-    return [*tokenizer.encode(answer, add_special_tokens=False), stop_ids(tokenizer)[0]]
 
 
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +130,7 @@ class HFRollout:
         choices: list[list[str]] | None = None,
     ) -> list[Completion]:  # fmt: skip
         if choices is not None:  # rollout.decoding=valid_actions (planner_rl/rollout/restricted.py)
-            from planner_rl.rollout.restricted import choose  # here: restricted.py imports this module
+            from planner_rl.rollout.restricted import choose  # here: only the restricted path needs it
 
             check_decoding("valid_actions", "decoding", sampling.top_p)
             kw = {"n": n, "temperature": sampling.temperature, "seeds": seeds, "batch_size": self.batch_size}

@@ -27,7 +27,7 @@ import torch
 from planner_rl.packing import group_log_probs
 from planner_rl.parsing import format_target
 from planner_rl.rollout import Completion, check_decoding
-from planner_rl.rollout.hf import answer_ids, stop_ids
+from planner_rl.rollout.tokens import answer_ids, stop_ids
 
 __all__ = ["answer_choices", "check_decoding", "choice_log_probs", "choose"]
 HEAD_ROWS = 256  # answer positions per output-head call (Qwen's 152k vocabulary: 156 MB of float32 logits)

@@ -1,8 +1,8 @@
 """Benchmark of the multi-turn evaluator (`make bench`): lockstep vs one episode at a time, side by side in one run.
 
-    python -m planner_rl.bench_eval                       # 4 paper tasks x 5 test seeds, untrained tiny model
-    python -m planner_rl.bench_eval --model outputs/long_horizon/<run>/sft_model --tasks all --seeds 10 --out x.json
-    python -m planner_rl.bench_eval --model <sft_model> --tasks cheeseburger --seeds 10 --valid-actions
+    python -m planner_rl.bench.eval                       # 4 paper tasks x 5 test seeds, untrained tiny model
+    python -m planner_rl.bench.eval --model outputs/long_horizon/<run>/sft_model --tasks all --seeds 10 --out x.json
+    python -m planner_rl.bench.eval --model <sft_model> --tasks cheeseburger --seeds 10 --valid-actions
 
 Both play the same episodes (greedy, the same memo of answered prompts, the expert cache warm) and must give the
 same results (printed); the figures are episodes/s, generate calls and the speed-up factor. With `--theory`, also
