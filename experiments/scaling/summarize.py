@@ -1,6 +1,6 @@
 """Table (markdown) and plot of the learning study: single-step test accuracy against CPU wall-clock minutes.
 
-    python experiments/scaling/summarize.py outputs/scaling     # -> table on stdout, outputs/scaling/study.png
+python experiments/scaling/summarize.py outputs/scaling     # -> table on stdout, outputs/scaling/study.png
 """
 
 import json
