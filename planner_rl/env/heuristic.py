@@ -543,7 +543,7 @@ class _Eval:
                 if nd is None:
                     continue
                 self._last[c] = k
-                if c in alone or c == self.held:
+                if c in alone or c == self.held or c not in where:  # (not on a station: held, or in a soup)
                     continue
                 s = where[c][0]
                 if len(stacks[s]) == 1:
