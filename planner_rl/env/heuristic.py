@@ -139,7 +139,8 @@ class Heuristic:
         self.unary = unary
         self._build_roles()
         self._cache: dict = {}
-        self.soup = _Soup(self) if self.enabled else None
+        soup = _Soup(self) if self.enabled else None
+        self.soup = soup if soup and (soup.added or soup.bowls or soup.boil) else None
 
     def _build_roles(self) -> None:
         w = self.world
