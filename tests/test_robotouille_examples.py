@@ -229,3 +229,25 @@ def test_soup_heuristic_admissible_on_a_whole_state_space():
     h = heuristic_for(world)
     assert len(dist) > 10_000 and all(h(s) <= d for s, d in dist.items())
     assert h(world.initial_state) >= 13 and dist[world.initial_state] == 19
+
+
+def test_heuristic_admissible_on_a_stack_that_names_no_station():
+    # high_level_* goals: atop(topbun, patty), atop(patty, bottombun), iscooked(patty), on no station; the bound
+    # gives the bottom a free goal station variable
+    from planner_rl.env.planner import heuristic_for
+
+    raw = _raw("synchronous/3_burger")
+    tiles = (("table", 0, 1), ("stove", 2, 1), ("table", 2, 3), ("table", 3, 3))
+    raw["stations"] = [{"name": k, "x": x, "y": y} for k, x, y in tiles]
+    raw["items"] = [{"name": "bottombun", "x": 0, "y": 1, "stack-level": 0},
+                    {"name": "patty", "x": 2, "y": 3, "stack-level": 0, "predicates": ["iscookable"]},
+                    {"name": "topbun", "x": 3, "y": 3, "stack-level": 0}]  # fmt: skip
+    raw["goal"] = [{"predicate": "iscooked", "args": ["patty"], "ids": [1]},
+                   {"predicate": "atop", "args": ["topbun", "patty"], "ids": [2, 1]},
+                   {"predicate": "atop", "args": ["patty", "bottombun"], "ids": [1, 3]}]  # fmt: skip
+    world = World(build_problem(raw, load_domain(), source="free stack"), load_domain())
+    dist = distances(world)
+    h = heuristic_for(world)
+    assert all(h(s) <= d for s, d in dist.items())
+    assert (h(world.initial_state), dist[world.initial_state]) == (11, 15)
+    assert solve(world, optimal_sets=False).cost == 15

@@ -1,8 +1,9 @@
 """An admissible heuristic for the cooking domain: a lower bound on the actions still needed to reach the goal.
 
 Scope: one robot; the goal literals item_on, item_at, atop, clear, iscut, iscooked, isfried and the identity
-predicates are modelled; any other goal literal counts 0 (and relaxes the end rule below). With more than one robot,
-or a goal stack that stands on no goal station, the bound is 0 (breadth-first search).
+predicates are modelled; any other goal literal counts 0 (and relaxes the end rule below). A goal stack that names no
+station gets a free goal station variable (`_build_roles`). With more than one robot the bound is 0 (breadth-first
+search).
 
 Legs. A *leg* of an item is one pick (or unstack) of it up to its next put (place or stack); a put followed, with
 no processing of that item in between, by a pick of the same item at the same station does not end a leg (the pick
@@ -180,6 +181,22 @@ class Heuristic:
             elif not (lit.predicate.startswith("is") and len(a) == 1):
                 self.loose = True  # identity literals hold for every candidate; anything else is not modelled
 
+        # A goal stack that names no station (Robotouille's high_level_* burgers, base_stack) stands on some station
+        # in every goal state (a held item has nothing on it), so its bottom role is given `item_at` a free station
+        # variable: a goal every goal state meets, hence a bound that stays a lower bound.
+        kinds = dict(kinds)
+        tops = set(atop) | set(atop.values())
+        for v in sorted(tops):
+            b, seen = v, set()
+            while b in atop and b not in seen:
+                seen.add(b)
+                b = atop[b]
+            if b not in loc and not any(x in loc for x in seen):
+                free = f"~free{len(station_vars)}"
+                kinds[free], cands[free] = "station", list(self.stations)
+                station_vars.append(free)
+                loc[b] = ("at", free)
+
         def station_of(v: str, seen=()) -> str | None:
             if v in loc:
                 return loc[v][1]
@@ -225,11 +242,6 @@ class Heuristic:
             r.below = tuple(sorted(below))
             r.deps = tuple(o.index for o in roles if o.ak == r.index)
         self.roles = roles
-        if any(r.rel == "atop" and r.tv < 0 for r in roles):
-            # A stack the goal puts on no station (Robotouille's base_stack): the legs below assume every stack
-            # role ends at a goal station, and would overcount here. Breadth-first search instead.
-            self.enabled = False
-            return
         self.scands = [cands[v] for v in self.svars]
         self.group_base = [next((k for k in range(len(roles)) if roles[k].tv == j and roles[k].base), -1)
                            for j in range(len(self.svars))]  # fmt: skip
