@@ -181,21 +181,7 @@ class Heuristic:
             elif not (lit.predicate.startswith("is") and len(a) == 1):
                 self.loose = True  # identity literals hold for every candidate; anything else is not modelled
 
-        # A goal stack that names no station (Robotouille's high_level_* burgers, base_stack) stands on some station
-        # in every goal state (a held item has nothing on it), so its bottom role is given `item_at` a free station
-        # variable: a goal every goal state meets, hence a bound that stays a lower bound.
-        kinds = dict(kinds)
-        tops = set(atop) | set(atop.values())
-        for v in sorted(tops):
-            b, seen = v, set()
-            while b in atop and b not in seen:
-                seen.add(b)
-                b = atop[b]
-            if b not in loc and not any(x in loc for x in seen):
-                free = f"~free{len(station_vars)}"
-                kinds[free], cands[free] = "station", list(self.stations)
-                station_vars.append(free)
-                loc[b] = ("at", free)
+        kinds = _free_stations(dict(kinds), cands, station_vars, loc, atop, self.stations)
 
         def station_of(v: str, seen=()) -> str | None:
             if v in loc:
@@ -291,6 +277,24 @@ class Heuristic:
         if self.soup is not None and base < INF:
             base += self.soup.extra(state)
         return base, bonus
+
+
+def _free_stations(kinds: dict, cands: dict, station_vars: list, loc: dict, atop: dict, stations: list) -> dict:
+    """A goal stack that names no station (Robotouille's high_level_* burgers, base_stack) stands on some station
+    in every goal state (a held item has nothing on it), so its bottom role is given `item_at` a free station
+    variable: a goal every goal state meets, hence a bound that stays a lower bound. Updates `cands`,
+    `station_vars` and `loc` in place; returns the goal variables' kinds with the new variables."""
+    for v in sorted(set(atop) | set(atop.values())):
+        b, seen = v, set()
+        while b in atop and b not in seen:
+            seen.add(b)
+            b = atop[b]
+        if b not in loc and not any(x in loc for x in seen):
+            free = f"~free{len(station_vars)}"
+            kinds[free], cands[free] = "station", list(stations)
+            station_vars.append(free)
+            loc[b] = ("at", free)
+    return kinds
 
 
 class _Soup:

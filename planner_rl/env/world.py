@@ -474,7 +474,8 @@ def goal_candidates(
 
 
 class _GoalMatcher:
-    """Is there an injective assignment of goal variables to objects making every literal true?
+    """Is there an assignment of goal variables to objects, injective over the numeric IDs, making every literal
+    true?
 
     Backtracking over variables (most constrained first), checking each literal as soon as its variables are bound;
     assignments are never enumerated up front (task 7's goal has 2,880 of them).
@@ -483,8 +484,9 @@ class _GoalMatcher:
     def __init__(self, goal: list[GoalLiteral], var_kinds: dict[str, str], world: World):
         self.world = world
         candidates, self.never = goal_candidates(goal, var_kinds, world)
-        self.numeric = {v for v in var_kinds if v.startswith("#")}  # injective among themselves (Robotouille's
-        # permutations per kind); a string ID names one fixed object, which a numeric ID may name too
+        # Numeric IDs are injective among themselves (Robotouille's permutations per kind); a string ID names one
+        # fixed object, which a numeric ID may name too.
+        numeric = {v for v in var_kinds if v.startswith("#")}
         # Order: variables in the most literals first, then by fewest candidates; each literal checked at the
         # depth where its last variable is bound.
         order: list[str] = []
@@ -500,6 +502,7 @@ class _GoalMatcher:
             order.append(best)
             remaining.remove(best)
         self.order = order
+        self.numeric = [v in numeric for v in order]
         self.candidates = [candidates[v] for v in order]
         depth = {v: k for k, v in enumerate(order)}
         self.checks: list[list[tuple[str, tuple[int, ...]]]] = [[] for _ in order]
@@ -512,13 +515,13 @@ class _GoalMatcher:
             return None
         bit, chosen = self.world.bit, []
         n = len(self.order)
-        numeric = [v in self.numeric for v in self.order]
+        numeric = self.numeric
 
         def search(d: int) -> bool:
             if d == n:
                 return True
             for obj in self.candidates[d]:
-                if numeric[d] and any(c == obj and numeric[k] for k, c in enumerate(chosen)):
+                if obj in chosen and numeric[d] and any(c == obj and numeric[k] for k, c in enumerate(chosen)):
                     continue
                 chosen.append(obj)
                 ok = True
