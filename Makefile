@@ -9,8 +9,10 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_THREADS ?= 1
 
+ARGS ?=
+
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all test-vllm lint format bench bench-env bench-grpo clean
+.PHONY: help install run test test-all test-vllm lint format bench bench-env bench-grpo clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -23,6 +25,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project with its test extras (idempotent)
+
+# The main job (README): data -> SFT -> GRPO -> multi-turn eval, ~16 min on 2 CPU cores; ARGS: Hydra overrides,
+# e.g. make run ARGS='debug=smoke' or make run ARGS='seed=1 hydra.run.dir=outputs/long_horizon/seed1'
+run: $(STAMP)  ## install if needed, then the main job (+experiment=long_horizon); ARGS='...' adds Hydra overrides
+	$(PY) -m planner_rl.train +experiment=long_horizon $(ARGS)
 
 test: $(STAMP)  ## run the test suite (not slow, not gpu)
 	$(PY) -m pytest -m "not slow and not gpu" -q

@@ -41,6 +41,7 @@ from planner_rl.env.problem import ProblemError
 from planner_rl.env.tasks import TaskError, get_task, task_names
 from planner_rl.env.world import World
 from planner_rl.parsing import format_target
+from planner_rl.progress import Progress
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rewards import corrupt_label
 
@@ -207,11 +208,15 @@ def build_splits(tasks: list[str], splits: dict[str, list[int]], prompt: PromptC
     with a long one at the end."""
     jobs = [(t, s, prompt, opts) for seeds in splits.values() for t in tasks for s in seeds]
     num_proc = opts.get("num_proc", 1)
+    bar = Progress("data", len(jobs), unit="instance")
     if num_proc <= 1 or len(jobs) < 4:
         previous = gc.get_threshold()
         _fewer_collections()
         try:
-            chunks = [_instance_job(job) for job in jobs]
+            chunks = []
+            for job in jobs:
+                chunks.append(_instance_job(job))
+                bar.update(1)
         finally:
             gc.set_threshold(*previous)
     else:
@@ -222,6 +227,8 @@ def build_splits(tasks: list[str], splits: dict[str, list[int]], prompt: PromptC
             # small chunks: solve times vary 1000x
             for n, chunk in zip(order, pool.map(_instance_job, [jobs[n] for n in order], chunksize=2), strict=True):
                 chunks[n] = chunk
+                bar.update(1)
+    bar.close()
     out, at = {}, 0
     for name, seeds in splits.items():
         size = len(tasks) * len(seeds)

@@ -37,7 +37,6 @@ import transformers
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from planner_rl import distributed as dist
 from planner_rl.checkpoint import (
@@ -60,7 +59,9 @@ from planner_rl.grpo import GRPOConfig, zero_variance_groups
 from planner_rl.logger import NoLogger, Records, json_safe
 from planner_rl.model import ModelConfig, ModelLoadError, load_model_and_tokenizer, model_config
 from planner_rl.packing import MicroBatch, group_micro_batches, kept_advantages, turn_micro_batches
+from planner_rl.progress import Progress, say
 from planner_rl.prompts import PromptConfig
+from planner_rl.report import plot_run
 from planner_rl.rewards import RewardConfig
 from planner_rl.rollout import Completion
 from planner_rl.rollout.hf import HFRollout, stop_ids
@@ -140,7 +141,7 @@ class Job:
 
     def say(self, text: str) -> None:
         if self.main:
-            tqdm.write(text)
+            say(text)
 
 
 def make_job(cfg: DictConfig) -> Job:
@@ -328,9 +329,7 @@ def grpo_stage(
     """GRPO steps from `state` until grpo.steps or the token budget: sample -> score -> advantages -> update ->
     sync -> log, evaluation and checkpoint on schedule. Returns the last evaluation's metrics ({} if none ran)."""
     grpo, G, backend, last = job.grpo, job.grpo.group_size, policy.backend, {}
-    bar = tqdm(
-        total=grpo.steps, initial=state.step, desc="grpo", dynamic_ncols=True, disable=None if job.main else True
-    )
+    bar = Progress("grpo", grpo.steps, initial=state.step, enabled=job.main)
     budget = grpo.max_generated_tokens or float("inf")
     while state.step < grpo.steps and state.generated < budget:
         state.step += 1
@@ -374,7 +373,7 @@ def grpo_stage(
             "perf/train_tokens_per_s": train_tokens / max(t_update, 1e-9),
         }  # fmt: skip
         records.log(metrics)
-        bar.update(1)
+        bar.update(1, reward=metrics["reward/mean"])
         job.say(step_line(grpo.steps, metrics))
         if grpo.mode == "single_turn" and grpo.sample_every and state.step % grpo.sample_every == 0:
             records.samples(state.step, *sample_table(sampler.rows, draw.groups, G))
@@ -406,6 +405,7 @@ def report(job: Job, stage: dict, last: dict, steps: int, tasks: list[str], test
     print(f"{'':<24} " + " ".join(f"{k:>10}" for k in EVAL_KEYS))
     print("\n".join(eval_rows("SFT-only", baseline) + eval_rows("SFT+GRPO", last)))
     print(f"run dir: {job.run_dir}")
+    print(f"plot: {plot_run(job.run_dir)}")  # training reward, single-step accuracy, SR before/after
     return results
 
 

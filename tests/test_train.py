@@ -186,12 +186,13 @@ def records(run_dir: Path) -> list[dict]:
 def test_smoke_run_of_the_main_job(tmp_path):
     run = tmp_path / "run"
     out = run_train(run, "logger=wandb")
-    assert "SFT-only" in out and "SFT+GRPO" in out
+    assert "SFT-only" in out and "SFT+GRPO" in out and f"plot: {run / 'training.png'}" in out
     files = [
         "run.json",
         "metrics.jsonl",
         "samples.jsonl",
         "results.json",
+        "training.png",
         ".hydra/config.yaml",
         ".hydra/overrides.yaml",
     ]
