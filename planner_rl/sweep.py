@@ -27,6 +27,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from planner_rl.progress import format_duration
+
 
 def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
@@ -83,8 +85,47 @@ def collect(sweep_dir: Path) -> list[dict]:
     return [s for _, s in sorted(found, key=lambda x: (x[1].get("job") is None, x[1].get("job") or 0, str(x[0])))]
 
 
+def sweep_size(params: dict[str, str], overrides: list[str]) -> int | None:
+    """How many jobs the basic sweeper makes of `hydra.sweeper.params` and the command line's overrides (the
+    command line wins); None when Hydra cannot say (another sweeper's syntax)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()] + list(overrides))
+        return len(BasicSweeper.split_arguments(parsed, None)[0])
+    except Exception:  # a progress count is never worth failing a sweep over
+        return None
+
+
 class SweepSummary(Callback):
-    """Writes <sweep dir>/sweep.json (every job's status) when a multirun ends and prints the failed jobs."""
+    """Prints a line as each job of a multirun starts and ends (job i of n, its status and time); writes
+    <sweep dir>/sweep.json (every job's status) when the multirun ends and prints the failed jobs."""
+
+    total: int | None = None
+    started: float | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.total = sweep_size(dict(config.hydra.sweeper.get("params") or {}), list(config.hydra.overrides.task))
+        self.started = time.perf_counter()
+
+    def _job(self, config: DictConfig) -> str:
+        return f"sweep job {config.hydra.job.num + 1}/{self.total or '?'}"
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:
+            print(f"{self._job(config)}: started ({' '.join(config.hydra.overrides.task)})", flush=True)
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        status_file = Path(config.hydra.runtime.output_dir) / "status.json"
+        status = json.loads(status_file.read_text()) if status_file.exists() else {"status": "failed"}
+        line = f"{self._job(config)}: {status['status']} in {status.get('seconds', 0):.0f} s"
+        done = config.hydra.job.num + 1
+        if self.total and self.started is not None and done < self.total:  # jobs one after another: mean job time
+            line += f", eta {format_duration((time.perf_counter() - self.started) / done * (self.total - done))}"
+        print(line, flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

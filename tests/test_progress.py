@@ -35,3 +35,12 @@ def test_progress_prints_throttled_lines_only_when_asked():
     now[0] += 100
     p.update(1)
     assert quiet == []
+
+
+def test_sweep_size_counts_the_basic_sweepers_jobs():
+    from planner_rl.sweep import sweep_size
+
+    params = {"env.tasks": "[cheese_sandwich],[burger],[cheeseburger]", "seed": "0,1"}
+    assert sweep_size(params, ["debug=smoke"]) == 6
+    assert sweep_size(params, ["seed=3"]) == 3  # the command line wins over the file's axis
+    assert sweep_size({}, ["model.path=null,/no/such/model", "grpo.lr=1,2"]) == 4

@@ -310,6 +310,7 @@ def test_multirun_of_two_tiny_jobs_records_a_failure_and_goes_on(tmp_path):
     assert ok["status"] == "ok" and (sweep / "0" / "results.json").exists()
     assert bad["status"] == "failed" and "/no/such/model" in bad["error"] and "ModelLoadError" in bad["error"]
     assert "failed: job 1" in out.stdout
+    assert "sweep job 1/2: ok in" in out.stdout and "sweep job 2/2: failed" in out.stdout
     assert not (sweep / "0" / "checkpoints").exists()  # cleanup: weights gone, records and results kept
     assert not list((sweep / "0" / "sft_model").glob("*.safetensors"))
     from planner_rl.report import write_report
