@@ -8,6 +8,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_THREADS ?= 1
+BENCH_ARGS ?=
 
 ARGS ?=
 
@@ -82,7 +83,7 @@ bench: $(BENCH_STAMP)  ## benchmark suite: env + expert, lockstep eval, planner_
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench.step --out outputs/bench/step.json
 
 bench-env: $(STAMP)  ## env steps/s and expert planning time per task
-	$(PY) -m planner_rl.bench.env
+	$(PY) -m planner_rl.bench.env $(BENCH_ARGS)
 
 bench-grpo: $(STAMP)  ## what sharing a group's prompt saves in sampling and in the update (tiny model)
 	$(PY) -m planner_rl.bench.grpo
