@@ -13,7 +13,7 @@ BENCH_ARGS ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-all test-vllm lint format bench bench-env bench-grpo clean
+.PHONY: help install run test docs-check test-all test-vllm lint format bench bench-env bench-grpo clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ run: $(STAMP)  ## install if needed, then the main job (+experiment=long_horizon
 
 test: $(STAMP)  ## run the test suite (not slow, not gpu)
 	$(PY) -m pytest -m "not slow and not gpu" -q
+
+docs-check: $(STAMP)  ## every command of README.md and docs/*.md in its cheap form (tests/test_docs_commands.py)
+	$(PY) -m pytest tests/test_docs_commands.py -q
 
 test-all: $(STAMP)  ## run every CPU test, slow ones included
 	$(PY) -m pytest -m "not gpu" -q
