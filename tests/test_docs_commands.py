@@ -128,6 +128,13 @@ PLANS: dict[str, str] = {
     "python -m planner_rl.train +experiment=long_horizon hydra.run.dir=outputs/long_horizon/seed0": "run: {py} -m "
     f"planner_rl.train +experiment=long_horizon {SMALL} hydra.run.dir={{tmp}}/seed0",
 }
+STUDY = "skip: the learning study of docs/scaling.md, many SFT runs (CPU hours)"
+PLANS |= {
+    "experiments/scaling/study.sh": STUDY,
+    "experiments/scaling/sft_run.sh <name> <overrides...>": STUDY,
+    "python experiments/scaling/summarize.py outputs/scaling": "skip: reads the learning study's run dirs "
+    "(outputs/scaling), which only the study makes",
+}
 HYDRA_APPS = {"train": "train", "data": "data", "sft": "sft", "evaluate": "evaluate", "expert": "expert"}
 
 
