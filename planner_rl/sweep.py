@@ -27,6 +27,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from planner_rl.runlock import RunDirBusy
+
 
 def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
@@ -51,6 +53,11 @@ def run_job(fn: Callable[[DictConfig], Any], cfg: DictConfig, known: tuple[type[
         record(status="ok")
         return result
     except Exception as e:
+        if isinstance(e, RunDirBusy):  # the dir is another job's: leave its status.json alone
+            print(f"error: {e}", file=sys.stderr)
+            if is_multirun():
+                return None
+            sys.exit(2)
         record(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
         if is_multirun():
             print(f"job {status['job']} failed ({' '.join(status['overrides'])}): {e}", file=sys.stderr)

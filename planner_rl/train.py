@@ -41,10 +41,12 @@ from planner_rl import distributed as dist
 from planner_rl.checkpoint import (
     find_resume,
     is_complete,
+    load_stage,
     restore_stage,
     save_checkpoint,
     stage_key,
     store_stage,
+    usable,
     write_atomically,
 )
 from planner_rl.config import ConfigError, register_configs, typed
@@ -59,11 +61,13 @@ from planner_rl.grpo import (
     micro_batch_weight,
     zero_variance_groups,
 )
+from planner_rl.integrity import CheckpointError, load_loop, save_loop
 from planner_rl.logger import NoLogger, Records, json_safe
 from planner_rl.model import ModelLoadError, load_model_and_tokenizer, model_config
 from planner_rl.packing import group_log_probs
 from planner_rl.rewards import compute_reward
 from planner_rl.rollout.hf import HFRollout, encode_prompt, stop_ids
+from planner_rl.runlock import RunDirLock
 from planner_rl.sft import single_step_accuracy, train_sft
 from planner_rl.sweep import job_name, run_job
 
@@ -142,6 +146,7 @@ def train(cfg: DictConfig) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     meta = {"git_sha": git_sha(), "command": " ".join(sys.argv), "overrides": list(HydraConfig.get().overrides.task),
             "world_size": world}  # fmt: skip
+    lock = RunDirLock(run_dir, enabled=main).__enter__()  # one job per run dir; the `finally` gives it back
     if main:
         (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
         logger = get_class(cfg.logger._target_)(OmegaConf.to_object(cfg.logger), run_dir, config | meta, job_name(cfg))
@@ -184,7 +189,7 @@ def train(cfg: DictConfig) -> dict:
             k: config[k] for k in ("env", "prompt", "model", "sft", "eval", "seed", "label_noise", "label_noise_seed")
         }
         cached = Path(cfg.sft_cache) / stage_key(inputs) if cfg.sft_cache else None  # what SFT + its eval depend on
-        if main and not is_complete(sft_dir) and cached is not None and is_complete(cached):
+        if main and not usable(sft_dir) and cached is not None and usable(cached):  # damaged ones are redone
             records.restore(restore_stage(cached, sft_dir))
             say(f"sft: the same SFT stage (and its evaluation) is cached, reused {cached}")
         if not is_complete(sft_dir):
@@ -216,7 +221,7 @@ def train(cfg: DictConfig) -> dict:
             if cached is not None:
                 store_stage(sft_dir, cached, records.text())
             del model
-        stage = json.loads((sft_dir / "stage.json").read_text())
+        stage = load_stage(sft_dir)
         start_cfg = replace(model_cfg, path=str(sft_dir)) if stage["trained"] else model_cfg
 
         # --- GRPO setup: policy, reference, backends, resume -----------------------------------------------------
@@ -231,8 +236,8 @@ def train(cfg: DictConfig) -> dict:
         step, position, generated = 0, 0, 0  # generated: completion tokens sampled so far, all ranks
         ckpt = find_resume(run_dir, trainer_cfg.resume)
         if ckpt is not None:
+            loop = load_loop(ckpt)  # JSON + safetensors, every field checked: nothing in a checkpoint runs code
             backend.load(ckpt)
-            loop = torch.load(ckpt / "loop.pt", weights_only=False)
             step, position, generated = loop["step"], loop["position"], loop.get("generated", 0)
             set_rng_state(loop["rng"])
             records.truncate(loop["offsets"])
@@ -458,7 +463,7 @@ def train(cfg: DictConfig) -> dict:
                         tokenizer.save_pretrained(tmp)
                         loop = {"step": step, "position": position, "generated": generated, "rng": rng_state(),
                                 "offsets": records.offsets()}  # fmt: skip
-                        torch.save(loop, tmp / "loop.pt")
+                        save_loop(tmp, loop)
 
                 save_checkpoint(run_dir, step, write_ckpt, trainer_cfg.keep_checkpoints, main, dist.barrier)
                 if world > 1 and getattr(trainer_cfg, "zero_stage", 0) < 3:  # ZeRO-3 ranks hold shards, not copies
@@ -496,11 +501,13 @@ def train(cfg: DictConfig) -> dict:
             rollout.close()
         if backend is not None:
             backend.close()
+        lock.__exit__()
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run_job(train, cfg, (ConfigError, ModelLoadError, TaskError, ProblemError, NoPlanError, FileNotFoundError))
+    known = (ConfigError, ModelLoadError, TaskError, ProblemError, NoPlanError, FileNotFoundError, CheckpointError)
+    run_job(train, cfg, known)
 
 
 if __name__ == "__main__":
