@@ -93,8 +93,8 @@ def check_manifest(folder: Path) -> None:
 
 # --- the loop state: JSON and safetensors, never pickle ---------------------------------------------------------
 def save_loop(folder: Path, loop: dict) -> None:
-    """Write the loop state (`step`, `position`, `generated`, `offsets`, and `rng` as `train.rng_state` returns it)
-    as loop.json + rng.safetensors."""
+    """Write the loop state (`step`, `position`, `generated`, `offsets`, `eval` (the newest evaluation's metrics),
+    and `rng` as `train.rng_state` returns it) as loop.json + rng.safetensors."""
     from safetensors.torch import save_file
 
     rng = loop["rng"]
@@ -143,6 +143,9 @@ def load_loop(folder: Path) -> dict:
         _need(_count(doc.get(key)), path, key, "an integer >= 0")
     offsets = doc.get("offsets")
     _need(isinstance(offsets, dict) and all(_count(v) for v in offsets.values()), path, "offsets", "{file: bytes}")
+    ev = doc.setdefault("eval", {})  # the newest evaluation's metrics (NaN is written as NaN)
+    _need(isinstance(ev, dict) and all(v is None or isinstance(v, (int, float)) for v in ev.values()), path, "eval",
+          "{metric: number}")  # fmt: skip
     rng = doc.get("rng")
     _need(isinstance(rng, dict), path, "rng", "an object")
     py = rng.get("python")

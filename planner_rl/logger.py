@@ -139,8 +139,11 @@ class Records:
 
     def _write(self, name: str, record: dict) -> None:
         fh = self.files[name]
-        fh.write(json.dumps({k: json_safe(v) for k, v in record.items()}) + "\n")
-        fh.flush()
+        try:
+            fh.write(json.dumps({k: json_safe(v) for k, v in record.items()}) + "\n")
+            fh.flush()
+        except OSError as e:  # a full disk: say which file (a torn last line is cut on resume)
+            raise OSError(e.errno, e.strerror, str(self.run_dir / name)) from e
 
     def offsets(self) -> dict[str, int]:
         """Byte sizes of the files now, to store with a checkpoint."""

@@ -291,7 +291,7 @@ def train(cfg: DictConfig) -> dict:
             units = [turns.get(k, []) for k in range(len(played))]
             return units, [float(r.success) for r in played], [c for u in units for _, c in u], played
 
-        last = {}
+        last = loop["eval"] if ckpt is not None else {}  # after the last step's checkpoint: its evaluation
         bar = tqdm(total=grpo.steps, initial=step, desc="grpo", dynamic_ncols=True, disable=None if main else True)
         budget = grpo.max_generated_tokens or float("inf")
         while step < grpo.steps and generated < budget:
@@ -457,12 +457,12 @@ def train(cfg: DictConfig) -> dict:
                 dist.barrier()
             if final or (trainer_cfg.checkpoint_every and step % trainer_cfg.checkpoint_every == 0):
 
-                def write_ckpt(tmp: Path, step=step, generated=generated) -> None:
+                def write_ckpt(tmp: Path, step=step, generated=generated, last=last) -> None:
                     backend.save(tmp)  # collective
                     if main:
                         tokenizer.save_pretrained(tmp)
                         loop = {"step": step, "position": position, "generated": generated, "rng": rng_state(),
-                                "offsets": records.offsets()}  # fmt: skip
+                                "offsets": records.offsets(), "eval": last}  # fmt: skip
                         save_loop(tmp, loop)
 
                 save_checkpoint(run_dir, step, write_ckpt, trainer_cfg.keep_checkpoints, main, dist.barrier)

@@ -122,5 +122,11 @@ class TorchTrainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
-        except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, OSError) as e:
+        except pickle.UnpicklingError as e:  # torch's message suggests weights_only=False: not here
+            what = next((line for line in str(e).splitlines() if "GLOBAL" in line), "objects other than tensors")
+            raise CheckpointError(
+                f"{path / 'optimizer.pt'}: refused, it holds more than tensors and plain containers, which could run "
+                f"code on load ({what.strip()})"
+            ) from None
+        except (RuntimeError, KeyError, TypeError, ValueError, OSError) as e:
             raise CheckpointError(f"{path / 'optimizer.pt'}: cannot be loaded ({type(e).__name__}: {e})") from None
