@@ -1,4 +1,4 @@
-"""The main job: config composition and validation, the loop's batching pieces, a smoke run, sweeps (kills: test_faults)."""
+"""The main job: config composition and validation, the loop's batching pieces, a smoke run, sweeps."""
 
 from __future__ import annotations
 
