@@ -288,6 +288,19 @@ def test_a_damaged_tiny_model_build_is_rebuilt(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # the damaged build is gone
 
 
+def test_a_dataset_dir_that_is_not_ours_is_refused_naming_it(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    DatasetDict(
+        {"train": Dataset.from_list([{"prompt": "x"}]), "test": Dataset.from_list([{"prompt": "y"}])}
+    ).save_to_disk(str(tmp_path / "data"))
+    cmd = [sys.executable, "-m", "planner_rl.sft", f"data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    out = run(cmd, ok=False)
+    assert (
+        out.returncode == 2 and f"error: data_dir={tmp_path / 'data'}: not a `python -m planner_rl.data`" in out.stderr
+    )
+
+
 # --- 2. one job per run dir ----------------------------------------------------------------------------------------
 def test_the_run_dir_lock_is_exclusive_reentrant_and_detects_a_stale_one(tmp_path, capsys):
     held = "from planner_rl.runlock import acquire; import sys, time; acquire(sys.argv[1]); print('held', flush=True)"
@@ -508,11 +521,9 @@ def _paths(node, prefix=()):
         yield from _paths(v, (*prefix, k))
 
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-3, 12) | st.text(max_size=6),
-    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=4), kids, max_size=3),
-    max_leaves=5,
-)
+_LEAVES = st.none() | st.booleans() | st.integers(-3, 12) | st.text(max_size=6)
+_SHALLOW = _LEAVES | st.lists(_LEAVES, max_size=3) | st.dictionaries(st.text(max_size=4), _LEAVES, max_size=3)
+JSON_VALUES = _SHALLOW | st.lists(_SHALLOW, max_size=2) | st.dictionaries(st.text(max_size=4), _SHALLOW, max_size=2)
 
 
 @settings(max_examples=2_000, deadline=None, suppress_health_check=list(HealthCheck))
