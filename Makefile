@@ -69,16 +69,16 @@ $(BENCH_STAMP): $(STAMP)
 # Every figure of docs/performance.md on CPU, about 10 min: JSON and PNG plots in outputs/bench/; asserts no times.
 bench: $(BENCH_STAMP)  ## benchmark suite: env + expert, lockstep eval, planner_rl vs TRL GRPO step, phases, memory
 	@mkdir -p outputs/bench
-	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_env --json outputs/bench/env.json
-	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_eval --out outputs/bench/eval.json
-	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_trl --out outputs/bench/trl.json
-	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench_step --out outputs/bench/step.json
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench.env --json outputs/bench/env.json
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench.eval --out outputs/bench/eval.json
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench.trl --out outputs/bench/trl.json
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench.step --out outputs/bench/step.json
 
 bench-env: $(STAMP)  ## env steps/s and expert planning time per task
-	$(PY) -m planner_rl.bench_env
+	$(PY) -m planner_rl.bench.env
 
 bench-grpo: $(STAMP)  ## what sharing a group's prompt saves in sampling and in the update (tiny model)
-	$(PY) -m planner_rl.bench_grpo
+	$(PY) -m planner_rl.bench.grpo
 
 clean:  ## remove caches and run outputs (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .hypothesis outputs multirun data

@@ -9,20 +9,31 @@ system); `latest` is replaced atomically after that. A kill leaves at worst a `.
 removes; a failed write (a full disk) removes it at once and raises CheckpointError naming the folder. Resuming only
 ever considers renamed folders holding the marker, and only those whose files match their manifest
 (planner_rl/integrity.py): a damaged newest checkpoint is skipped with a warning for the one before it.
+
+A training checkpoint holds the update backend's state (`backend.save`) and the loop's (loop.json + rng.safetensors:
+step, data-order position, tokens generated, the newest evaluation, every RNG, the records' byte offsets), which is
+all a resumed run needs to continue bit for bit (`save_training_checkpoint`, `resume_training`). Nothing in it is a
+pickle: nothing read from a checkpoint can run code.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
+import random
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from planner_rl.integrity import CheckpointError, check_manifest, write_manifest
+import numpy as np
+import torch
+
+from planner_rl.integrity import CheckpointError, check_manifest, load_loop, save_loop, write_manifest
 
 MARKER = "COMPLETE"
 
@@ -174,6 +185,64 @@ def save_checkpoint(
     return final
 
 
+# --- the GRPO loop's state: what a resumed run continues from ----------------------------------------------------
+@dataclass
+class LoopState:
+    step: int = 0  # optimizer steps taken
+    position: int = 0  # global data-order position of the next draw
+    generated: int = 0  # completion tokens sampled so far, all ranks
+    last_eval: dict = field(default_factory=dict)  # the newest evaluation's metrics ({} before the first)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _write_training_checkpoint(tmp: Path, backend, tokenizer, state: LoopState, records, main: bool) -> None:
+    backend.save(tmp)  # collective
+    if main:
+        tokenizer.save_pretrained(tmp)
+        loop = asdict(state)
+        loop["eval"] = loop.pop("last_eval")
+        save_loop(tmp, loop | {"rng": rng_state(), "offsets": records.offsets()})  # JSON + safetensors, no pickle
+
+
+def save_training_checkpoint(
+    run_dir: Path, state: LoopState, backend, tokenizer, records, keep: int, main: bool, sync: Callable[[], None]
+) -> Path:
+    """Checkpoint `state.step`: the backend's state on every rank, rank 0 the tokenizer and the loop's state."""
+    write = functools.partial(
+        _write_training_checkpoint, backend=backend, tokenizer=tokenizer, state=replace(state), records=records,
+        main=main,
+    )  # fmt: skip
+    return save_checkpoint(run_dir, state.step, write, keep, main, sync)
+
+
+def resume_training(run_dir: Path, resume: str, backend, records, stage_offsets: dict[str, int]) -> tuple:
+    """(LoopState, checkpoint or None): load the checkpoint `resume` names into the backend and restore the RNGs,
+    cutting the records back to it; with none, cut them back to the end of the SFT stage (`stage_offsets`)."""
+    ckpt = find_resume(run_dir, resume)
+    if ckpt is None:
+        records.truncate(stage_offsets)
+        return LoopState(), None
+    loop = load_loop(ckpt)  # every field checked before the backend reads anything (a trust boundary: integrity.py)
+    backend.load(ckpt)
+    set_rng_state(loop["rng"])
+    records.truncate(loop["offsets"])
+    return LoopState(loop["step"], loop["position"], loop["generated"], loop["eval"]), ckpt
+
+
 def _fsync_tree(path: Path) -> None:
     """Flush a folder's files to disk before it is renamed into place (a power cut, not only a kill)."""
     for f in path.rglob("*"):
@@ -184,8 +253,8 @@ def _fsync_tree(path: Path) -> None:
 
 # --- the SFT stage cache: sweep jobs that differ only after SFT share one SFT run ------------------------------------
 # what the SFT stage and its evaluation run: data, environment, prompts, model, SFT, evaluation, sampling
-STAGE_SOURCES = ("data.py", "prompts.py", "parsing.py", "rewards.py", "model.py", "sft.py", "evaluate.py", "env/*.py",
-                 "rollout/hf.py", "rollout/__init__.py")  # fmt: skip
+STAGE_SOURCES = ("data.py", "prompts.py", "parsing.py", "rewards.py", "model.py", "sft.py", "evaluate.py",
+                 "eval_protocol.py", "env/*.py", "rollout/hf.py", "rollout/__init__.py")  # fmt: skip
 
 
 def source_hash() -> str:

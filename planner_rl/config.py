@@ -14,7 +14,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from planner_rl.evaluate import EvalConfig
+from planner_rl.eval_protocol import EvalConfig
 from planner_rl.grpo import GRPOConfig
 from planner_rl.logger import NoLoggerConfig, WandbConfig
 from planner_rl.model import ModelConfig

@@ -53,3 +53,12 @@ def all_sum(values: list[float]) -> list[float]:
 def all_max(values: list[float]) -> list[float]:
     """Element-wise maximum over ranks."""
     return _reduce(values, "MAX")
+
+
+def check_same_weights(model: torch.nn.Module, step: int) -> None:
+    """Raise if the ranks' copies of the weights differ (a checksum over ranks): data parallelism must keep them
+    equal, and a silent drift would make every later step's gradient average meaningless."""
+    total = sum(p.detach().double().sum().item() for p in model.parameters())
+    hi, neg_lo = all_max([total, -total])
+    if hi != -neg_lo:
+        raise RuntimeError(f"step {step}: the ranks' weights differ (checksums {-neg_lo} .. {hi})")

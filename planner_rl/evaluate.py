@@ -1,7 +1,7 @@
 """Multi-turn (closed-loop) evaluation: the agent plays whole episodes in the environment, one action per turn.
 
-    summary, results = evaluate(rollout, tokenizer, ["burger"], [42, 84], PromptConfig(), EvalConfig())
-    write_results("outputs/eval/results.json", summary, results, EvalConfig())
+    ev = evaluate(rollout, tokenizer, ["burger"], [42, 84], PromptConfig(), EvalConfig(), model=model)
+    write_evaluation("outputs/eval/results.json", ev, EvalConfig())   # ev.summary, ev.episodes, ev.paths
 
 Every active episode of every (task, seed) instance advances in lockstep: one turn builds the prompt of each
 (`planner_rl.prompts.build_messages`: the state, the valid actions already taken, and the reason the last answer
@@ -31,67 +31,26 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
+from planner_rl.config import ConfigError, register_configs, typed
 from planner_rl.data import Trajectory, expert_trajectory, seed_list, task_list, trajectory_examples
 from planner_rl.env.cooking import INVALID_FEEDBACK, make_world
 from planner_rl.env.tasks import BUDGET_MULTIPLIER, get_task
 from planner_rl.env.world import GroundAction, State, World
+from planner_rl.eval_protocol import EvalConfig
 from planner_rl.parsing import Parsed, format_target, parse_completion
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rollout import RolloutBackend, Sampling
-from planner_rl.rollout.hf import encode_prompt, stop_ids
+from planner_rl.rollout.hf import HFRollout, answer_ids, encode_prompt, stop_ids
+from planner_rl.rollout.restricted import answer_choices, choice_log_probs
 from planner_rl.sft import IGNORE, collate
 
-BUDGETS = ("robotouille", "optimal")
-INVALID_PROTOCOLS = ("consume", "requery")
 SHOWN_CHARS = 120  # a refused answer is quoted in the next prompt up to this length, so prompts stay bounded
-
-
-@dataclass
-class EvalConfig:
-    """conf/eval/default.yaml. Not frozen: it doubles as the structured-config schema of the `eval` group."""
-
-    tasks: list[str] | None = None  # tasks to play; None: the caller's (env.tasks); generalization runs set all four
-    seeds: list[int] | None = None  # layouts; None: the caller's (env.test_seeds)
-    episodes: int = 1  # episodes per (task, seed); > 1 with temperature > 0 measures min-step success as a rate
-    budget: str = "robotouille"  # robotouille | optimal
-    invalid: str = "consume"  # consume | requery
-    max_requeries: int = 5  # requery: refused answers re-asked per step
-    max_exhausted: int = 3  # requery: steps with every answer refused before the episode fails
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    max_new_tokens: int = 24
-    batch_size: int = 64  # prompts per generate call
-    transcripts: int = 3  # episodes whose turns are kept in the results
-    seed: int = 0  # sampling seed (temperature > 0)
-    lockstep: bool = True  # false: one episode at a time (the reference the lockstep schedule is checked against)
-    theory: bool = True  # the product of the expert actions' probabilities along each expert plan (needs the model)
-
-    def __post_init__(self) -> None:
-        if self.seeds is not None:
-            self.seeds = seed_list(self.seeds, "eval.seeds")
-        if self.tasks is not None:
-            self.tasks = task_list(self.tasks)
-        checks = {
-            "budget": (self.budget in BUDGETS, f"one of {BUDGETS}"),
-            "invalid": (self.invalid in INVALID_PROTOCOLS, f"one of {INVALID_PROTOCOLS}"),
-            "max_requeries": (self.max_requeries >= 0, ">= 0"),
-            "max_exhausted": (self.max_exhausted >= 1, ">= 1"),
-            "temperature": (self.temperature >= 0, ">= 0"),
-            "top_p": (0 < self.top_p <= 1, "in (0, 1]"),
-            "max_new_tokens": (self.max_new_tokens >= 1, ">= 1"),
-            "batch_size": (self.batch_size >= 1, ">= 1"),
-            "transcripts": (self.transcripts >= 0, ">= 0"),
-            "episodes": (self.episodes >= 1, ">= 1"),
-        }
-        for key, (ok, need) in checks.items():
-            if not ok:
-                raise ValueError(f"eval.{key} must be {need}, got {getattr(self, key)!r}")
 
 
 class Instance(NamedTuple):
@@ -225,26 +184,35 @@ def play(
     return [_result(ep) for ep in episodes]
 
 
-def rollout_decider(rollout: RolloutBackend, tokenizer, cfg: EvalConfig) -> Decider:
-    """A `decide` that samples one completion per prompt from `rollout`, `cfg.batch_size` prompts per call.
+def episode_choices(episodes: Sequence[Episode], fmt: str) -> list[list[str]]:
+    """Per episode, the answer text of each valid action of its state (decoding restricted to the valid actions)."""
+    return [answer_choices([a.text for a in ep.world.valid_actions(ep.state)], fmt) for ep in episodes]
+
+
+def rollout_decider(rollout: RolloutBackend, tokenizer, cfg: EvalConfig, fmt: str = "action") -> Decider:
+    """A `decide` that samples one completion per prompt from `rollout`, `cfg.batch_size` prompts per call; with
+    `cfg.decoding=valid_actions`, one of the state's valid actions in output format `fmt`.
 
     Greedy decoding answers a prompt it has seen before (in any episode of this evaluation) from memory: the answer
-    is a function of the prompt. An agent stuck on one state repeats a handful of prompts until its budget runs out
-    (most closed-loop turns of a weak policy), and those turns then cost no generation."""
+    is a function of the prompt (and of the state's valid actions). An agent stuck on one state repeats a handful of
+    prompts until its budget runs out (most closed-loop turns of a weak policy), and those turns then cost nothing."""
     sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
-    seen: dict[tuple[int, ...], str] = {}
+    restricted = cfg.decoding == "valid_actions"
+    seen: dict[tuple, str] = {}
 
     def decide(episodes: list[Episode], messages: list[list[dict[str, str]]]) -> list[str]:
-        prompts = [tuple(encode_prompt(tokenizer, m)) for m in messages]
-        todo = list(dict.fromkeys(p for p in prompts if p not in seen)) if cfg.temperature == 0 else prompts
+        choices = [tuple(c) for c in episode_choices(episodes, fmt)] if restricted else [()] * len(episodes)
+        keys = [(tuple(encode_prompt(tokenizer, m)), c) for m, c in zip(messages, choices, strict=True)]
+        todo = list(dict.fromkeys(k for k in keys if k not in seen)) if cfg.temperature == 0 else keys
         texts: list[str] = []
         for start in range(0, len(todo), cfg.batch_size):
-            chunk = [list(p) for p in todo[start : start + cfg.batch_size]]
-            texts += [c.text for c in rollout.generate(chunk, 1, sampling)]
+            chunk = todo[start : start + cfg.batch_size]
+            kw = {"choices": [list(c) for _, c in chunk]} if restricted else {}  # a backend need not know `choices`
+            texts += [c.text for c in rollout.generate([list(p) for p, _ in chunk], 1, sampling, **kw)]
         if cfg.temperature > 0:
             return texts
         seen.update(zip(todo, texts, strict=True))
-        return [seen[p] for p in prompts]
+        return [seen[k] for k in keys]
 
     return decide
 
@@ -328,22 +296,39 @@ def answer_log_probs(
     return out
 
 
+def restricted_answer_log_probs(
+    model, tokenizer, rows: Sequence[tuple[list[int], str, list[str]]], temperature: float, batch_size: int = 32
+) -> list[tuple[float, bool]]:
+    """`answer_log_probs` under decoding restricted to the valid actions, per (prompt ids, answer text, the answer
+    texts of every valid action): log of the answer's share of the choices' probability at temperature T (1 when
+    0), and whether it is the highest-scoring choice (greedy restricted decoding picks it; ties: the first)."""
+    prompts, choices = [p for p, _, _ in rows], [c for _, _, c in rows]
+    scores = choice_log_probs(model, tokenizer, prompts, choices, temperature, batch_size * 8)  # ~8 choices a state
+    out = []
+    for (_, answer, options), s in zip(rows, scores, strict=True):
+        i = options.index(answer)
+        out.append((float(s[i] - torch.logsumexp(s, dim=0)), int(s.argmax()) == i))
+    return out
+
+
 def expert_path_probabilities(
     model, tokenizer, trajectories: Sequence[Trajectory], prompt_cfg: PromptConfig, temperature: float,
-    batch_size: int = 32,
+    batch_size: int = 32, decoding: str = "free",
 ) -> list[PathProbability]:  # fmt: skip
-    """`PathProbability` of each trajectory: one teacher-forced forward per plan state."""
-    rows, owner = [], []
-    stop = stop_ids(tokenizer)[0]
+    """`PathProbability` of each trajectory: one teacher-forced forward per plan state. With `decoding`
+    valid_actions, the policy is the one restricted decoding samples (`restricted_answer_log_probs`)."""
+    rows, owner, fmt = [], [], prompt_cfg.output_format
     for i, traj in enumerate(trajectories):
         for ex in trajectory_examples(traj, prompt_cfg):
-            answer = format_target(ex["expert_action"], prompt_cfg.output_format)
-            rows.append(
-                (encode_prompt(tokenizer, ex["prompt"]), [*tokenizer.encode(answer, add_special_tokens=False), stop])
-            )
+            answer = format_target(ex["expert_action"], fmt)
+            rows.append((encode_prompt(tokenizer, ex["prompt"]), answer, answer_choices(ex["valid_actions"], fmt)))
             owner.append(i)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop
-    scored = answer_log_probs(model, rows, temperature, pad, batch_size)
+    if decoding == "valid_actions":
+        scored = restricted_answer_log_probs(model, tokenizer, rows, temperature, batch_size)
+    else:
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids(tokenizer)[0]
+        teacher = [(p, answer_ids(tokenizer, a)) for p, a, _ in rows]
+        scored = answer_log_probs(model, teacher, temperature, pad, batch_size)
     by_traj: list[list[tuple[float, bool]]] = [[] for _ in trajectories]
     for i, score in zip(owner, scored, strict=True):
         by_traj[i].append(score)
@@ -375,9 +360,10 @@ def theory_summary(paths: Sequence[PathProbability], temperature: float) -> dict
 
 
 class Evaluation(NamedTuple):
-    summary: dict[str, float]  # summarize() + theory_summary() + `seconds`
+    summary: dict[str, float]  # summarize() + theory_summary() + `seconds` (+ `valid_actions/<the same>`)
     episodes: list[EpisodeResult]
     paths: list[PathProbability]  # empty unless eval.theory and a model was given
+    valid_actions: Evaluation | None = None  # eval.also_valid_actions: the pass restricted to the valid actions
 
 
 def evaluate(
@@ -393,7 +379,22 @@ def evaluate(
     """Play every (task, seed) `cfg.episodes` times with the rollout's policy; `cfg.tasks` / `cfg.seeds` override
     the caller's `tasks` / `seeds` (env.tasks, env.test_seeds). With `model` (the policy the rollout samples from)
     and `cfg.theory`, also the theory check. The summary adds `play_seconds` (the episodes, expert solves included)
-    and `seconds` (all, the theory check's forward passes included)."""
+    and `seconds` (all, the theory check's forward passes included).
+
+    `cfg.decoding=valid_actions` scores the valid actions with `model` itself (an hf rollout on it, whatever the
+    backend); `cfg.also_valid_actions` plays every episode again that way, its summary merged in under
+    `valid_actions/` and the whole pass in `.valid_actions`."""
+    if cfg.also_valid_actions:
+        free = evaluate(rollout, tokenizer, tasks, seeds, prompt_cfg, replace(cfg, also_valid_actions=False),
+                        expert_cache, model)  # fmt: skip
+        cfg = replace(cfg, decoding="valid_actions", also_valid_actions=False)
+        other = evaluate(rollout, tokenizer, tasks, seeds, prompt_cfg, cfg, expert_cache, model)
+        summary = free.summary | {f"valid_actions/{k}": v for k, v in other.summary.items()}
+        return free._replace(summary=summary, valid_actions=other)
+    if cfg.decoding == "valid_actions":
+        if model is None:
+            raise ValueError("eval.decoding=valid_actions scores the valid actions with the policy: pass its model")
+        rollout = HFRollout(model, tokenizer)
     start = time.perf_counter()
     tasks = cfg.tasks if cfg.tasks is not None else list(tasks)
     seeds = cfg.seeds if cfg.seeds is not None else list(seeds)
@@ -401,12 +402,12 @@ def evaluate(
     instances = [Instance(tr.task, tr.seed, len(tr.plan)) for tr in trajectories for _ in range(cfg.episodes)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # sampled decoding: the same episodes for the same weights and config
-        episodes = play(instances, prompt_cfg, cfg, rollout_decider(rollout, tokenizer, cfg))
+        episodes = play(instances, prompt_cfg, cfg, rollout_decider(rollout, tokenizer, cfg, prompt_cfg.output_format))
     summary = summarize(episodes)
     paths = []
     summary["play_seconds"] = time.perf_counter() - start
     if cfg.theory and model is not None:
-        paths = expert_path_probabilities(model, tokenizer, trajectories, prompt_cfg, cfg.temperature)
+        paths = expert_path_probabilities(model, tokenizer, trajectories, prompt_cfg, cfg.temperature, 32, cfg.decoding)
         summary |= theory_summary(paths, cfg.temperature)
     summary["seconds"] = time.perf_counter() - start
     return Evaluation(summary, episodes, paths)
@@ -434,6 +435,15 @@ def write_results(
     path.write_text(json.dumps(doc, indent=1, allow_nan=False))
 
 
+def write_evaluation(path: str | Path, ev: Evaluation, cfg: EvalConfig) -> None:
+    """`write_results` of `ev`, and of its valid-action pass (eval.also_valid_actions) in valid_actions/<name>."""
+    write_results(path, ev.summary, ev.episodes, cfg, ev.paths)
+    if ev.valid_actions is not None:
+        other, path = ev.valid_actions, Path(path)
+        restricted = replace(cfg, decoding="valid_actions", also_valid_actions=False)
+        write_results(path.parent / "valid_actions" / path.name, other.summary, other.episodes, restricted, other.paths)
+
+
 # --- the command line ------------------------------------------------------------------------------------------
 TABLE_KEYS = ("sr", "asat", "asst", "min_step_sr", "p0", "invalid_rate", "parse_fail_rate")
 
@@ -458,6 +468,8 @@ def results_table(summary: dict[str, float], tasks: Sequence[str]) -> str:
 
 def protocol_line(cfg: EvalConfig, n_instances: int) -> str:
     decoding = "greedy" if cfg.temperature == 0 else f"sampled at temperature {cfg.temperature} (top_p {cfg.top_p})"
+    decoding += {"free": "", "valid_actions": ", restricted to the valid actions"}[cfg.decoding]
+    decoding += "; and again restricted to the valid actions" if cfg.also_valid_actions else ""
     return (
         f"{n_instances} instances x {cfg.episodes} episode(s), budget {cfg.budget}, invalid actions: {cfg.invalid}"
         + (f" (<= {cfg.max_requeries} re-queries, {cfg.max_exhausted} exhausted steps end it)" if cfg.invalid ==
@@ -471,7 +483,6 @@ def run(cfg) -> Evaluation:
     from hydra.utils import get_class
     from omegaconf import OmegaConf
 
-    from planner_rl.config import typed
     from planner_rl.model import load_model_and_tokenizer, model_config
     from planner_rl.sweep import job_name
 
@@ -486,14 +497,19 @@ def run(cfg) -> Evaluation:
     rollout = get_class(rollout_cfg._target_)(model, tokenizer, rollout_cfg)
     try:
         ev = evaluate(rollout, tokenizer, tasks, seeds, prompt_cfg, eval_cfg, cfg.expert_cache, model)
-        write_results(run_dir / "results.json", ev.summary, ev.episodes, eval_cfg, ev.paths)
+        write_evaluation(run_dir / "results.json", ev, eval_cfg)
         logger.summary({f"eval/{k}": v for k, v in ev.summary.items()})
         logger.table(
             "eval/transcripts", ["task", "seed", "success", "steps", "transcript"], transcript_rows(ev.episodes)
         )
         seconds = ev.summary["seconds"]
         print(f"model {model.name_or_path}: {protocol_line(eval_cfg, len(tasks) * len(seeds))}")
+        if ev.valid_actions is not None:
+            print(f"free generation ({seconds:.1f} s):")
         print(results_table(ev.summary, tasks))
+        if ev.valid_actions is not None:
+            print(f"restricted to the valid actions ({ev.summary['valid_actions/seconds']:.1f} s):")
+            print(results_table(ev.valid_actions.summary, tasks))
         play = ev.summary["play_seconds"]
         print(f"{len(ev.episodes)} episodes in {play:.1f} s ({len(ev.episodes) / play:.1f} episodes/s), theory check "
               f"{seconds - play:.1f} s; results: {run_dir / 'results.json'}")  # fmt: skip
@@ -506,7 +522,6 @@ def run(cfg) -> Evaluation:
 def main() -> None:
     import hydra
 
-    from planner_rl.config import ConfigError, register_configs
     from planner_rl.env.planner import NoPlanError
     from planner_rl.env.problem import ProblemError
     from planner_rl.env.tasks import TaskError

@@ -40,6 +40,9 @@ Every way ours can differ from it, with its key in `GRPOLossConfig` (config grou
   (`zero_variance_groups`) get A = 0 under either scale. 'keep' leaves them in: no policy gradient, but their
   tokens still count in the normaliser (diluting the others') and still feel the KL term. 'drop' removes them
   before the update; 'resample' draws new groups until the batch is full (DAPO's dynamic sampling).
+- Samples (`rollout.decoding`, default 'free', the paper's): 'valid_actions' samples each completion among the
+  prompt's valid actions (planner_rl/rollout/restricted.py); the log-probs stay the policy's, not renormalised over
+  them (why that is still the restricted policy gradient under mean-centred advantages: docs/evaluation.md).
 
 Single-turn special case: 0/1 rewards, k of G samples correct (0 < k < G). The group mean is p = k / G and the
 unbiased variance G / (G - 1) * p (1 - p), so (eps aside)

@@ -94,7 +94,7 @@ def check_manifest(folder: Path) -> None:
 # --- the loop state: JSON and safetensors, never pickle ---------------------------------------------------------
 def save_loop(folder: Path, loop: dict) -> None:
     """Write the loop state (`step`, `position`, `generated`, `offsets`, `eval` (the newest evaluation's metrics),
-    and `rng` as `train.rng_state` returns it) as loop.json + rng.safetensors."""
+    and `rng` as `checkpoint.rng_state` returns it) as loop.json + rng.safetensors."""
     from safetensors.torch import save_file
 
     rng = loop["rng"]

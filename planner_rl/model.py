@@ -124,7 +124,7 @@ def project_texts(seeds: tuple[int | None, ...] = (None, 0, 1), steps: int = 40)
     from planner_rl.env.domain import KINDS, load_domain
     from planner_rl.env.tasks import synchronous_tasks
     from planner_rl.parsing import OUTPUT_FORMATS, format_target
-    from planner_rl.prompts import PromptConfig, build_messages
+    from planner_rl.prompts import OBSERVATIONS, PromptConfig, build_messages
 
     domain = load_domain()
     texts = [*domain.object_types, *KINDS, *(k for kinds in KINDS.values() for k in kinds), *CHAT_WORDS]
@@ -132,7 +132,7 @@ def project_texts(seeds: tuple[int | None, ...] = (None, 0, 1), steps: int = 40)
     texts += [a.name + " " + a.template for a in domain.actions]
     texts = [re.sub(r"\{\w*\}", " ", t).replace("_", " ") for t in texts]  # no placeholders; snake_case is 2 words
     texts += [t.capitalize() for t in domain.object_types]  # observation block headers ("Station table1:")
-    configs = [PromptConfig(output_format=f, history=-1) for f in OUTPUT_FORMATS]
+    configs = [PromptConfig(output_format=f, history=-1, observation=o) for f in OUTPUT_FORMATS for o in OBSERVATIONS]
     for task in synchronous_tasks():
         for seed in seeds:
             world, rng = make_world(task.name, seed), random.Random(f"{task.name}/{seed}")

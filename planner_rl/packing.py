@@ -6,17 +6,59 @@ back through the repeat into the one prompt pass). Compute and activation memory
 and logits exist only for completion tokens: O(B C V) memory, not O(B T V). With ~1,000-token prompts and ~12-token
 answers the prompts are most of a naive update's cost (docs/training.md has the figures). The result equals a
 full forward of each (prompt + completion) sequence to float rounding (tests/test_train.py).
+
+The update's micro-batches are built here too: whole groups (single_turn: a group's prompt runs once for its G
+completions) or single turns (multi_turn: every turn has its own prompt), each row carrying its advantage.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+from typing import NamedTuple
 
 import torch
 from transformers import DynamicCache
 
-from planner_rl.grpo import token_log_probs
+from planner_rl.grpo import group_advantages, token_log_probs
+
+
+class MicroBatch(NamedTuple):
+    """One forward/backward of the update: n prompts, their completions (group-contiguous, n*G rows; G = 1 for
+    turns), one advantage per completion, and a loss weight (0.0 for a filler that only keeps the ranks' collective
+    calls equal)."""
+
+    prompts: list[list[int]]
+    completions: list[list[int]]
+    advantages: torch.Tensor  # [n*G]
+    weight: float = 1.0
+
+
+def kept_advantages(scores: list[float], keep: list[int], group_size: int, scale: str) -> torch.Tensor:
+    """Group-relative advantages [len(keep) * G] of the kept groups' rows (scores: every group's, G adjacent)."""
+    rewards = torch.tensor([scores[g * group_size + k] for g in keep for k in range(group_size)])  # [B]
+    return group_advantages(rewards, group_size, scale) if len(rewards) else rewards
+
+
+def group_micro_batches(
+    prompts: list[list[int]], completions: list[list[int]], advantages: torch.Tensor, group_size: int, size: int
+) -> list[MicroBatch]:
+    """Micro-batches of whole groups, about `size` completions each (at least one group): group g has prompt
+    `prompts[g]` and completions `completions[g*G : (g+1)*G]`."""
+    per, G = max(1, size // group_size), group_size
+    return [
+        MicroBatch(prompts[s : s + per], completions[s * G : (s + per) * G], advantages[s * G : (s + per) * G])
+        for s in range(0, len(prompts), per)
+    ]
+
+
+def turn_micro_batches(turns: list[tuple[list[int], list[int], float]], size: int) -> list[MicroBatch]:
+    """Micro-batches of `size` (prompt, completion, advantage) rows: plain rows, no shared prefix."""
+    return [
+        MicroBatch([p for p, _, _ in turns[s : s + size]], [c for _, c, _ in turns[s : s + size]],
+                   torch.tensor([a for _, _, a in turns[s : s + size]]))
+        for s in range(0, len(turns), size)
+    ]  # fmt: skip
 
 
 def group_log_probs(

@@ -2,7 +2,8 @@
 
     system: what the kitchen is, how actions are written, and the output format (`Action: <action>` or a
             `<think>` block first, see `planner_rl.parsing`)
-    user:   Robotouille's observation word for word (object blocks, then `Valid Actions:` when `valid_actions`
+    user:   Robotouille's observation word for word (or, with `observation=compact`, one line per station:
+            `planner_rl.env.compact`) (object blocks, then `Valid Actions:` when `valid_actions`
             is on, then `Goal:`), followed by the parts Robotouille's text does not show:
             `Progress:`          the hidden counters (cuts so far, cook/fry timers), when `progress` is on
             `Previous actions:`  the last `history` actions taken (-1: all), when `history` != 0
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from planner_rl.env.compact import compact_observation
 from planner_rl.env.world import CUT_REPETITIONS, DELAY_TICKS, State, World
 from planner_rl.parsing import check_format
 
@@ -38,6 +40,7 @@ SYSTEM_FORMAT = {
     "think": "First think inside <think> and </think>, then answer with one line: `Action: <action>`.",
 }
 QUESTION = "What is the next action?"
+OBSERVATIONS = ("robotouille", "compact")
 
 
 @dataclass  # not frozen: it is also the structured-config schema of its conf/ group
@@ -49,11 +52,14 @@ class PromptConfig:
     progress: bool = True  # show the hidden counters (cut counts, cook/fry timers)
     history: int = 5  # how many previous actions to show; 0 none, -1 all
     system: str = "full"  # "full": domain, action syntax and format | "brief": the format line only
+    observation: str = "robotouille"  # "robotouille": its text word for word | "compact": one line per station
 
     def __post_init__(self) -> None:
         check_format(self.output_format)
         if self.system not in ("full", "brief"):
             raise ValueError(f"prompt.system must be 'full' or 'brief', got {self.system!r}")
+        if self.observation not in OBSERVATIONS:
+            raise ValueError(f"prompt.observation must be one of {', '.join(OBSERVATIONS)}, got {self.observation!r}")
         if not isinstance(self.history, int) or self.history < -1:
             raise ValueError(f"prompt.history must be an integer >= -1 (-1 shows all), got {self.history!r}")
 
@@ -127,7 +133,8 @@ def user_message(
     feedback: str | None = None,
 ) -> str:
     """Robotouille's observation of `state`, then the progress, previous-action and feedback sections."""
-    parts = [world.describe_state(state)]
+    compact = cfg.observation == "compact"
+    parts = [compact_observation(world, state) if compact else world.describe_state(state)]
     if cfg.valid_actions:
         parts.append("Valid Actions:\n" + "\n".join(a.text for a in world.valid_actions(state)))
     parts.append(f"Goal: {world.problem.goal_description}")

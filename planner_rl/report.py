@@ -6,7 +6,8 @@ theory check, as PNG.
 
 Reads what the jobs wrote: .hydra/overrides.yaml (the variant), status.json (failed jobs), results.json (the
 SFT-only and final evaluations of `planner_rl.train`, or the summary of `planner_rl.evaluate`), metrics.jsonl
-(curves) and eval/step_*.json (the theory check). Runs are grouped by their overrides without `seed`; every cell is
+(curves) and eval/step_*.json (the theory check); a stage evaluated with eval.also_valid_actions gets a second row,
+`valid-action decoding`. Runs are grouped by their overrides without `seed`; every cell is
 mean ± standard deviation over the seeds of its group (n in the table). Writes into --out (default: <first dir>/report):
 
     report.md         tables: per variant, stage and task, SR / ASAT / ASST / min-step SR / P_0 / single-step
@@ -69,6 +70,7 @@ def load_run(path: Path) -> Run:
             stages = {k: _strip(doc[k]) for k in ("sft_only", "final") if isinstance(doc.get(k), dict)}
         elif "summary" in doc:  # planner_rl.evaluate
             stages = {"eval": doc["summary"]}
+        stages = {k: v for name, metrics in stages.items() for k, v in split_restricted(name, metrics).items()}
     tasks = config.get("env", {}).get("tasks", [])
     run_status = status.get("status", "ok" if stages else "missing")
     return Run(path, variant, seed, run_status, status.get("error"), stages, tasks if isinstance(tasks, list) else
@@ -77,6 +79,15 @@ def load_run(path: Path) -> Run:
 
 def _strip(metrics: dict) -> dict[str, float]:
     return {k.removeprefix("eval/"): v for k, v in metrics.items()}
+
+
+def split_restricted(stage: str, metrics: dict) -> dict[str, dict]:
+    """{stage: the free-generation metrics} and, when eval.also_valid_actions added `valid_actions/...` metrics,
+    {stage + "_valid_actions": those, unprefixed}: a stage of its own, so it gets its own table rows."""
+    key = "valid_actions/"
+    free = {k: v for k, v in metrics.items() if not k.startswith(key)}
+    restricted = {k.removeprefix(key): v for k, v in metrics.items() if k.startswith(key)}
+    return {stage: free} | ({f"{stage}_valid_actions": restricted} if restricted else {})
 
 
 def find_runs(dirs: list[Path]) -> list[Run]:
@@ -119,8 +130,10 @@ def _task_order(name: str) -> int:
     return names.index(name) if name in names else len(names)
 
 
-STAGE_LABELS = {"sft_only": "step 0 (SFT-only; untrained when sft.epochs=0)", "final": "final (after GRPO)",
-                "eval": "evaluation"}  # fmt: skip
+STAGE_LABELS = {"sft_only": "step 0 (SFT-only; untrained when sft.epochs=0)",
+                "sft_only_valid_actions": "step 0 (SFT-only), valid-action decoding", "final": "final (after GRPO)",
+                "final_valid_actions": "final (after GRPO), valid-action decoding", "eval": "evaluation",
+                "eval_valid_actions": "evaluation, valid-action decoding"}  # fmt: skip
 
 
 def variant_tables(runs: list[Run]) -> str:

@@ -8,7 +8,8 @@ Each example is (chat prompt through the tokenizer's template, target = `Action:
 target's tokens carry loss. Batches group examples of similar length (less padding), AdamW with a warmup then
 cosine/linear/constant schedule, gradient clipping. After every epoch: loss on the test split and single-step
 accuracy of greedy decoding (`eval/sft_accuracy`: the parsed action equals the expert's; `eval/sft_optimal_rate`:
-it begins some optimal plan). The final model is saved with `save_pretrained` in `<run dir>/sft/final`.
+it begins some optimal plan; `sft.decoding=valid_actions`: the most likely valid action instead of free text).
+The final model is saved with `save_pretrained` in `<run dir>/sft/final`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from planner_rl.parsing import parse_completion
-from planner_rl.rollout.hf import encode_prompt, generate, stop_ids
+from planner_rl.rollout import check_decoding
+from planner_rl.rollout.hf import answer_ids, encode_prompt, generate, stop_ids
+from planner_rl.rollout.restricted import answer_choices, choose
 
 IGNORE = -100  # label of tokens without loss (prompt, padding)
 
@@ -49,8 +52,10 @@ class SFTConfig:
     eval_batch_size: int = 32
     max_new_tokens: int = 24  # per evaluation answer; an action is ~12 tokens
     seed: int = 0
+    decoding: str = "free"  # free | valid_actions: the evaluation's answer is the most likely valid action
 
     def __post_init__(self) -> None:
+        check_decoding(self.decoding, "sft.decoding")
         if self.schedule not in ("cosine", "linear", "constant"):
             raise ValueError(f"sft.schedule must be cosine, linear or constant, got {self.schedule!r}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
@@ -75,6 +80,23 @@ def completion_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE)
 
 
+def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`completion_loss` of `model` on `batch`, with the output head run only where a label is predicted.
+
+    The loss needs the logits of the answer tokens alone (about 12 of a prompt's 150-900 positions), so the decoder's
+    hidden states are gathered there first: the same loss (to float rounding), a vocabulary-sized matrix product
+    fewer per prompt token. Models without a separate decoder and head fall back to the full forward."""
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    if decoder is None or head is None or getattr(model.config, "final_logit_softcapping", None):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return completion_loss(logits, batch["labels"])
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    targets = batch["labels"][:, 1:]  # [B, T-1]
+    picked = targets != IGNORE
+    logits = head(hidden[:, :-1][picked])  # [N, V]: N labelled positions
+    return F.cross_entropy(logits.float(), targets[picked])
+
+
 def length_batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
     """Index batches of similar lengths: shuffle, sort within pools of `pool` batches, shuffle the batches."""
     order = list(range(len(lengths)))
@@ -91,7 +113,7 @@ def length_batches(lengths: list[int], batch_size: int, rng: random.Random, pool
 def encode_example(tokenizer, prompt: list[dict[str, str]], target: str) -> tuple[list[int], list[int]]:
     """(input ids, labels): the chat prompt then the target and an end-of-turn token; labels only on the latter."""
     prompt_ids = encode_prompt(tokenizer, prompt)
-    answer = [*tokenizer.encode(target, add_special_tokens=False), stop_ids(tokenizer)[0]]
+    answer = answer_ids(tokenizer, target)
     return prompt_ids + answer, [IGNORE] * len(prompt_ids) + answer
 
 
@@ -108,15 +130,23 @@ def collate(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, t
 
 # --- evaluation ----------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def single_step_accuracy(model, tokenizer, examples, fmt: str, cfg: SFTConfig) -> dict[str, float]:
-    """Greedy answers on test states: how often the parsed action is the expert's, optimal, valid, well formed."""
+def single_step_accuracy(
+    model, tokenizer, examples, fmt: str, cfg: SFTConfig, decoding: str | None = None
+) -> dict[str, float]:
+    """Greedy answers on test states: how often the parsed action is the expert's, optimal, valid, well formed.
+    `decoding` (default `cfg.decoding`): free generation, or valid_actions (the most likely valid action's answer,
+    planner_rl/rollout/restricted.py; then every answer is valid and well formed)."""
     n = len(examples) if cfg.eval_examples <= 0 else min(cfg.eval_examples, len(examples))
     picked = [examples[i] for i in sorted(random.Random(cfg.seed).sample(range(len(examples)), n))]
     prompts = [encode_prompt(tokenizer, ex["prompt"]) for ex in picked]
-    was_training = model.training
-    model.eval()
-    outs = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size)
-    model.train(was_training)
+    if check_decoding(decoding or cfg.decoding, "decoding") == "valid_actions":
+        choices = [answer_choices(ex["valid_actions"], fmt) for ex in picked]
+        outs = choose(model, tokenizer, prompts, choices, batch_size=cfg.eval_batch_size * 8)  # ~8 choices a state
+    else:
+        was_training = model.training
+        model.eval()
+        outs = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size)
+        model.train(was_training)
     hits = {"accuracy": 0, "optimal_rate": 0, "valid_rate": 0, "format_rate": 0}
     for ex, out in zip(picked, outs, strict=True):
         parsed = parse_completion(out.text, fmt, ex["valid_actions"])
@@ -171,8 +201,7 @@ def train_sft(model, tokenizer, data, cfg: SFTConfig, fmt: str, out_dir: Path | 
         for idx in length_batches([len(x) for x, _ in train], cfg.batch_size, rng):
             batch = {k: v.to(device) for k, v in collate([train[i] for i in idx], pad_id).items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss = completion_loss(logits, batch["labels"])
+                loss = answer_loss(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))

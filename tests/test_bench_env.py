@@ -1,8 +1,8 @@
-"""`bench_env` (figures only, no timing asserted): it runs, and its JSON holds both expert timings per layout."""
+"""`planner_rl.bench.env` (figures only, no timing asserted): it runs; its JSON holds both expert timings per layout."""
 
 import json
 
-from planner_rl import bench_env
+from planner_rl.bench import env as bench_env
 
 
 def test_bench_env_writes_plan_and_solve_figures(tmp_path, capsys):

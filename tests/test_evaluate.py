@@ -23,9 +23,11 @@ from planner_rl.evaluate import (
     evaluate,
     expert_path_probabilities,
     play,
+    restricted_answer_log_probs,
     results_table,
     summarize,
     theory_summary,
+    write_evaluation,
     write_results,
 )
 from planner_rl.model import ModelConfig, load_model_and_tokenizer
@@ -33,6 +35,7 @@ from planner_rl.parsing import format_target
 from planner_rl.prompts import PromptConfig
 from planner_rl.rollout import Sampling
 from planner_rl.rollout.hf import HFRollout, encode_prompt
+from planner_rl.rollout.restricted import answer_choices
 
 PROMPT = PromptConfig()
 # T_GT 8 / 7 / 12 / 8 / 7 / 12 / 15; budgets 15 (cheese_sandwich, burger) and 21 (lettuce_sandwich)
@@ -157,9 +160,16 @@ def test_optimal_budget_is_one_and_a_half_t_gt(plans):
 def test_eval_config_validation_names_the_key():
     for key, value in [("budget", "twice"), ("invalid", "ignore"), ("max_requeries", -1), ("max_exhausted", 0),
                        ("temperature", -0.1), ("top_p", 0.0), ("max_new_tokens", 0), ("batch_size", 0),
-                       ("transcripts", -1), ("seeds", [1, 1]), ("seeds", []), ("episodes", 0)]:  # fmt: skip
+                       ("transcripts", -1), ("seeds", [1, 1]), ("seeds", []), ("episodes", 0),
+                       ("decoding", "beam")]:  # fmt: skip
         with pytest.raises(ValueError, match=f"eval.{key}"):
             EvalConfig(**{key: value})
+    with pytest.raises(ValueError, match=r"eval\.decoding=valid_actions .* top_p must be 1"):
+        EvalConfig(decoding="valid_actions", top_p=0.9)
+    with pytest.raises(ValueError, match=r"eval\.also_valid_actions .* needs eval\.decoding=free"):
+        EvalConfig(decoding="valid_actions", also_valid_actions=True)
+    with pytest.raises(ValueError, match="top_p must be 1"):
+        EvalConfig(also_valid_actions=True, top_p=0.5)
 
 
 def test_yaml_mirrors_the_schema(tmp_path):
@@ -173,7 +183,9 @@ def test_yaml_mirrors_the_schema(tmp_path):
 def test_tiny_model_end_to_end(tmp_path):
     model, tokenizer = load_model_and_tokenizer(ModelConfig(cache_dir=str(tmp_path / "models")))
     cfg = EvalConfig(seeds=[42, 84], max_new_tokens=12, batch_size=1, transcripts=1)
-    summary, results, paths = evaluate(HFRollout(model, tokenizer), tokenizer, ["cheese_sandwich"], [1, 2], PROMPT, cfg)
+    summary, results, paths, restricted = evaluate(HFRollout(model, tokenizer), tokenizer, ["cheese_sandwich"], [1, 2],
+                                                   PROMPT, cfg)  # fmt: skip
+    assert restricted is None  # no eval.also_valid_actions
     assert paths == []  # no model given: no theory check
     assert [(r.task, r.seed, r.t_gt) for r in results] == [("cheese_sandwich", 42, 8), ("cheese_sandwich", 84, 7)]
     assert summary["episodes"] == 2.0 and 0 <= summary["sr"] <= 1 and summary["seconds"] > 0
@@ -184,6 +196,44 @@ def test_tiny_model_end_to_end(tmp_path):
     assert doc["invalid_protocol"] == "consume" and doc["config"]["seeds"] == [42, 84]
     assert [e["transcript"] is not None for e in doc["episodes"]] == [True, False]
     assert set(doc["summary"]) == set(summary)
+
+
+def test_valid_action_decoding_beside_free_generation(tmp_path):
+    """eval.also_valid_actions: a second pass whose every answer is a valid action, under `valid_actions/`, written
+    beside the free pass; its theory check is over the restricted policy."""
+    model, tokenizer = load_model_and_tokenizer(ModelConfig(cache_dir=str(tmp_path / "models")))
+    cfg = EvalConfig(seeds=[42, 84], max_new_tokens=8, transcripts=1, also_valid_actions=True)
+    ev = evaluate(HFRollout(model, tokenizer), tokenizer, ["cheese_sandwich"], [], PROMPT, cfg, model=model)
+    restricted = ev.valid_actions.summary
+    assert ev.summary["invalid_rate"] > 0.5  # the untrained model's free answers are refused...
+    assert restricted["invalid_rate"] == restricted["parse_fail_rate"] == 0.0  # ...its restricted ones never
+    assert ev.valid_actions.episodes[0].answers == ev.valid_actions.episodes[0].steps
+    assert all(t["valid"] for t in ev.valid_actions.episodes[0].transcript)
+    assert {k: ev.summary[f"valid_actions/{k}"] for k in restricted} == restricted  # NaN asst: the same object
+    assert len(ev.valid_actions.paths) == 2 and "valid_actions/p0" in ev.summary
+    write_evaluation(tmp_path / "eval" / "step_000003.json", ev, cfg)
+    doc = json.loads((tmp_path / "eval" / "valid_actions" / "step_000003.json").read_text())
+    assert doc["config"]["decoding"] == "valid_actions" and len(doc["episodes"]) == 2
+    assert "valid_actions/sr" in json.loads((tmp_path / "eval" / "step_000003.json").read_text())["summary"]
+    with pytest.raises(ValueError, match="pass its model"):
+        evaluate(HFRollout(model, tokenizer), tokenizer, ["cheese_sandwich"], [42], PROMPT,
+                 EvalConfig(decoding="valid_actions"))  # fmt: skip
+
+
+def test_restricted_path_probabilities_are_the_shares_of_the_valid_answers(tmp_path):
+    """Under valid-action decoding a state's answer probabilities sum to 1 over its valid actions, and exactly one
+    of them is the greedy pick."""
+    model, tokenizer = load_model_and_tokenizer(ModelConfig(cache_dir=str(tmp_path / "models")))
+    ex = trajectory_examples(expert_trajectory("burger", 42), PROMPT)[3]
+    prompt, options = encode_prompt(tokenizer, ex["prompt"]), answer_choices(ex["valid_actions"], "action")
+    for temperature in (0.0, 0.5):
+        scored = restricted_answer_log_probs(model, tokenizer, [(prompt, a, options) for a in options], temperature)
+        assert sum(math.exp(lp) for lp, _ in scored) == pytest.approx(1.0, rel=1e-5)
+        assert sum(g for _, g in scored) == 1
+    (p,) = expert_path_probabilities(model, tokenizer, [expert_trajectory("burger", 42)], PROMPT, 0.5, 4,
+                                     "valid_actions")  # fmt: skip
+    share = restricted_answer_log_probs(model, tokenizer, [(prompt, ex["target"], options)], 0.5)[0][0]
+    assert p.step_probs[3] == pytest.approx(math.exp(share), rel=1e-5) and max(p.step_probs) <= 1
 
 
 # --- every task, lockstep vs one at a time ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load, load_file, save_file
 
-from planner_rl.checkpoint import find_resume, save_checkpoint, usable, write_atomically
+from planner_rl.checkpoint import find_resume, rng_state, save_checkpoint, set_rng_state, usable, write_atomically
 from planner_rl.integrity import MANIFEST, CheckpointError, check_manifest, load_loop, save_loop, write_manifest
 from planner_rl.logger import Records
 from planner_rl.runlock import LOCK_FILE, RunDirBusy, acquire, release
@@ -71,8 +71,6 @@ class RunsCode:
 
 
 def loop_state(step: int = 2) -> dict:
-    from planner_rl.train import rng_state
-
     return {"step": step, "position": 4, "generated": 40, "offsets": {"metrics.jsonl": 0}, "eval": {},
             "rng": rng_state()}  # fmt: skip
 
@@ -165,8 +163,6 @@ def test_the_loop_state_restores_every_generator_exactly(tmp_path):
     import random
 
     import numpy as np
-
-    from planner_rl.train import set_rng_state
 
     random.gauss(0, 1), np.random.randn()  # cached Gaussians: the states' rarely set fields
     save_loop(tmp_path, loop_state())

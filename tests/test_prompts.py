@@ -90,3 +90,54 @@ def test_default_prompt_tells_apart_states_robotouille_text_does_not():
     for states in shared:
         prompts = {user_message(w, s, [], PromptConfig(history=0)) for s in states}
         assert len(prompts) == len(states)
+
+
+def test_compact_observation_lines():
+    """One line per station, the stack bottom first with each item's status, then the robot."""
+    w = make_world(ROW, items=[("patty", 3, 0, 0, ["iscookable"]), ("lettuce", 2, 0, 0, ["iscuttable"])])
+    from planner_rl.env.compact import compact_observation
+
+    s = w.initial_state
+    assert compact_observation(w, s).splitlines() == [
+        "table1: nothing", "table2: nothing", "board1: lettuce1", "stove1: patty1", "fryer1: nothing",
+        "sink1: nothing", "robot1 at table1 holding nothing",
+    ]  # fmt: skip
+    s = act(w, s, "Move robot1 from table1 to stove1")
+    s = act(w, s, "Cook patty1 on stove1 using robot1")
+    s = act(w, s, "Move robot1 from stove1 to board1")
+    s = act(w, s, "Pick up lettuce1 from board1 using robot1")
+    text = compact_observation(w, s)
+    assert "stove1: patty1 cooking" in text and "robot1 at board1 holding lettuce1" in text
+    s = act(w, s, "Move robot1 from board1 to stove1")
+    for _ in range(2):  # the patty is done after its timer; stacking the lettuce on it shows the stack
+        s = act(w, s, "Do nothing")
+    s = act(w, s, "Stack lettuce1 on top of patty1 using robot1")
+    assert "stove1: patty1 cooked, lettuce1" in compact_observation(w, s)
+
+
+@pytest.mark.parametrize("task", ["lettuce_tomato_cheeseburger", "two_lettuce_chicken_sandwich"])
+def test_compact_observation_is_a_function_of_the_atoms_alone(task):
+    """No fact is lost: along random walks, two states with the same compact text have the same true atoms, and
+    the compact prompt (with progress) tells apart every state the default prompt does."""
+    import random
+
+    from planner_rl.env.compact import compact_observation
+    from planner_rl.env.cooking import make_world as task_world
+
+    w, rng = task_world(task, 7), random.Random(0)
+    atoms_of, prompts = {}, {}
+    for _ in range(20):
+        s = w.initial_state
+        for _ in range(40):
+            atoms_of.setdefault(compact_observation(w, s), set()).add(s.atoms)
+            full = user_message(w, s, [], PromptConfig(history=0))
+            prompts.setdefault(user_message(w, s, [], PromptConfig(history=0, observation="compact")), set()).add(full)
+            s = w.step(s, rng.choice(w.valid_actions(s)))
+    assert all(len(v) == 1 for v in atoms_of.values())
+    assert all(len(v) == 1 for v in prompts.values())
+    assert len(prompts) > 100
+
+
+def test_observation_option_is_checked():
+    with pytest.raises(ValueError, match=r"prompt\.observation"):
+        PromptConfig(observation="short")

@@ -66,6 +66,21 @@ def test_generalization_matrix_and_report(sweep, tmp_path):
         assert (out / png).stat().st_size > 1000, png
 
 
+def test_valid_action_decoding_gets_rows_of_its_own(sweep, tmp_path):
+    doc = json.loads((sweep / "0" / "results.json").read_text())
+    for stage in ("sft_only", "final"):
+        doc[stage] |= {"eval/valid_actions/sr": 0.25, "eval/valid_actions/burger/sr": 0.5, "eval/valid_actions/"
+                       "cheeseburger/sr": 0.0, "eval/valid_actions/step_accuracy": 0.75}  # fmt: skip
+    (sweep / "0" / "results.json").write_text(json.dumps(doc))
+    (run,) = [r for r in find_runs([sweep]) if r.path.name == "0"]
+    assert set(run.stages) == {"sft_only", "sft_only_valid_actions", "final", "final_valid_actions"}
+    assert run.stages["final_valid_actions"]["burger/sr"] == 0.5 and "valid_actions/sr" not in run.stages["final"]
+    text = write_report([sweep], tmp_path / "report").read_text()
+    assert "| final (after GRPO), valid-action decoding | all | 0.25 | - | - | - | - | 0.75 |" in text
+    assert "| step 0 (SFT-only), valid-action decoding | burger | 0.50 |" in text
+    assert "valid_actions |" not in text  # not taken for a task
+
+
 def test_cli_names_a_missing_dir(tmp_path):
     with pytest.raises(SystemExit, match="not a directory"):
         main([str(tmp_path / "nope")])

@@ -63,3 +63,21 @@ def test_rollout_restores_the_training_mode(tiny):
     model.eval()
     with pytest.raises(ValueError, match="training model"):
         HFRollout(model, tok).sync_weights(torch.nn.Linear(1, 1))
+
+
+def test_sampling_draws_from_the_full_softmax_not_transformers_default_top_k(tiny):
+    """GRPO differentiates log-probs of the full softmax at the sampling temperature, so the samples must come from
+    it: transformers fills in top_k=50 unless told otherwise (a regression: it did, so no first token outside the
+    50 likeliest was ever drawn, while the untrained tiny model puts most of its mass there)."""
+    model, tok = tiny
+    prompt = prompts_of(tok, (1000,))
+    with torch.no_grad():
+        probs = model(input_ids=torch.tensor(prompt)).logits[0, -1].softmax(-1)  # [V]: the first token's
+    outside = torch.ones_like(probs, dtype=torch.bool)
+    outside[probs.topk(50).indices] = False
+    torch.manual_seed(0)
+    out = HFRollout(model, tok).generate(prompt, 200, Sampling(temperature=1.0, top_p=1.0, max_new_tokens=1))
+    drawn = sum(bool(outside[c.token_ids[0]]) for c in out) / len(out)
+    expected = float(probs[outside].sum())
+    assert expected > 0.3  # the check has power: much of the mass is beyond the top 50
+    assert abs(drawn - expected) < 0.1, (drawn, expected)

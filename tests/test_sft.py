@@ -88,3 +88,20 @@ def test_cli_runs(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "planner_rl.sft", "sft.schedule=step", f"hydra.run.dir={tmp_path}/r2"],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "sft.schedule" in bad.stderr
+
+
+def test_answer_loss_equals_the_full_forward_loss():
+    """The head run at answer positions only gives completion_loss of the full logits (padding, ragged answers)."""
+    from planner_rl.model import ModelConfig, load_model_and_tokenizer
+    from planner_rl.sft import answer_loss
+
+    model, _ = load_model_and_tokenizer(ModelConfig())
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(10, 500, (3, 40), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 30:] = 0
+    labels = torch.full_like(ids, IGNORE)
+    labels[0, 20:35], labels[1, 22:30], labels[2, 38:] = ids[0, 20:35], ids[1, 22:30], ids[2, 38:]
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    full = completion_loss(model(input_ids=ids, attention_mask=mask).logits, labels)
+    assert answer_loss(model, batch).item() == pytest.approx(full.item(), rel=1e-5)

@@ -17,7 +17,8 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationErr
 from planner_rl.config import register_configs
 from planner_rl.grpo import aggregate_loss, micro_batch_weight, token_log_probs
 from planner_rl.packing import group_log_probs
-from planner_rl.train import ConfigError, prompt_order, typed
+from planner_rl.sampler import prompt_order
+from planner_rl.train import ConfigError, typed
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,13 +75,22 @@ def test_bad_config_fails_at_compose_naming_the_key(override, error, named):
     ("override", "key"),
     [("grpo.loss_agg=bogus", "grpo.loss_agg"), ("grpo.group_size=1", "grpo.group_size"),
      ("trainer.precision=fp8", "trainer.precision"), ("eval.invalid=skip", "eval.invalid"),
-     ("reward.format_weight=-1", "reward.format_weight")],
+     ("reward.format_weight=-1", "reward.format_weight"), ("rollout.decoding=beam", "rollout.decoding"),
+     ("eval.decoding=beam", "eval.decoding"), ("sft.decoding=beam", "sft.decoding")],
 )  # fmt: skip
 def test_bad_values_fail_naming_the_key(override, key):
     cfg = compose_train([override])
     group = key.split(".")[0]
     with pytest.raises((ConfigError, ValueError), match=key.replace(".", r"\.")):
         typed(cfg, group)
+
+
+def test_valid_action_rollouts_need_rollout_hf():
+    with pytest.raises(ConfigError, match="not supported with rollout=vllm"):
+        typed(compose_train(["rollout=vllm", "rollout.decoding=valid_actions"]), "rollout")
+    with pytest.raises(ConfigError, match="top_p must be 1"):
+        typed(compose_train(["rollout.decoding=valid_actions", "rollout.top_p=0.9"]), "rollout")
+    assert typed(compose_train(["rollout.decoding=valid_actions"]), "rollout").decoding == "valid_actions"
 
 
 def test_bad_config_on_the_command_line_exits_cleanly(tmp_path):
@@ -204,14 +214,26 @@ def test_smoke_run_of_the_main_job(tmp_path):
         ("grpo.mu=2", "grpo.beta=0.1", "grpo.zero_variance=resample", "grpo.loss_agg=seq_mean_token_mean"),
         ("grpo.zero_variance=drop", "grpo.loss_agg=constant", "grpo.max_completion_tokens=16",
          "grpo.advantage_scale=none", "reward=optimal_set"),
+        ("rollout.decoding=valid_actions", "eval.also_valid_actions=true", "sft.decoding=valid_actions"),
     ],
 )  # fmt: skip
 def test_objective_variants_run_end_to_end(tmp_path, variant):
     run = tmp_path / "run"
-    run_train(run, "grpo.steps=2", "grpo.eval_every=0", "sft.epochs=1", *variant)
+    out = run_train(run, "grpo.steps=2", "grpo.eval_every=0", "sft.epochs=1", *variant)
     rows = [r for r in records(run) if "reward/mean" in r]
     assert [r["train/step"] for r in rows] == [1, 2]
-    if "grpo.beta=0.1" in variant:
+    if "rollout.decoding=valid_actions" in variant:  # every sample a valid action; both decodings in the table
+        assert all(r["reward/valid_rate"] == r["reward/format_rate"] == 1.0 for r in rows)
+        assert [r["eval/sft_valid_rate"] for r in records(run) if "eval/sft_valid_rate" in r] == [1.0]
+        results = json.loads((run / "results.json").read_text())
+        for stage in ("sft_only", "final"):
+            assert results[stage]["eval/valid_actions/invalid_rate"] == 0.0
+            assert (
+                results[stage]["eval/valid_actions/step_valid_rate"] == 1.0 and "eval/step_valid_rate" in results[stage]
+            )
+        assert "SFT-only (valid actions)" in out and "SFT+GRPO (valid actions)" in out
+        assert (run / "eval" / "valid_actions" / "step_000002.json").exists()
+    elif "grpo.beta=0.1" in variant:
         assert all("loss/kl" in r and r["loss/kl"] >= 0 for r in rows if r["train/updated"])
         assert all("rollout/resample_rounds" in r for r in rows)
     else:
@@ -291,11 +313,14 @@ def test_sft_cache_reuses_the_stage_with_the_same_inputs(tmp_path):
     assert "reused" not in third and len(list(cache.iterdir())) == 2  # another SFT input: another stage
 
 
-def test_multi_turn_grpo_runs_and_stops_at_the_token_budget(tmp_path):
+@pytest.mark.parametrize("decoding", ["free", "valid_actions"])
+def test_multi_turn_grpo_runs_and_stops_at_the_token_budget(tmp_path, decoding):
     run = tmp_path / "run"
     run_train(run, "grpo.mode=multi_turn", "grpo.steps=50", "grpo.prompts_per_step=1", "grpo.eval_every=0",
-              "grpo.max_generated_tokens=1500", "sft.epochs=1")  # fmt: skip
+              "grpo.max_generated_tokens=1500", "sft.epochs=1", f"rollout.decoding={decoding}")  # fmt: skip
     rows = [r for r in records(run) if "reward/mean" in r]
+    if decoding == "valid_actions":  # every turn's answer is one of its state's valid actions
+        assert all(r["reward/valid_rate"] == r["reward/format_rate"] == 1.0 for r in rows)
     tokens = [r["train/generated_tokens"] for r in rows]
     assert 2 <= len(rows) < 50 and tokens[-1] >= 1500 > tokens[-2] and tokens == sorted(tokens)
     assert all(r["rollout/episode_turns"] >= 1 and r["rollout/groups"] == 1 for r in rows)

@@ -42,13 +42,29 @@ class Sampling:
             )
 
 
+DECODINGS = ("free", "valid_actions")  # free: generate; valid_actions: pick among the state's valid actions
+
+
+def check_decoding(value: str, key: str, top_p: float = 1.0) -> str:
+    """`value` itself, or a ValueError naming `key`: an unknown decoding, or valid_actions with top_p < 1 (the
+    restricted distribution is over the whole valid set; a nucleus cut of it is not defined here)."""
+    if value not in DECODINGS:
+        raise ValueError(f"{key} must be one of {DECODINGS}, got {value!r}")
+    if value == "valid_actions" and top_p != 1.0:
+        raise ValueError(f"{key}=valid_actions samples from every valid action: top_p must be 1.0, got {top_p}")
+    return value
+
+
 class RolloutBackend(Protocol):
     def generate(
-        self, prompts: list[list[int]], n: int, sampling: Sampling, seeds: list[int] | None = None
-    ) -> list[Completion]:
+        self, prompts: list[list[int]], n: int, sampling: Sampling, seeds: list[int] | None = None,
+        choices: list[list[str]] | None = None,
+    ) -> list[Completion]:  # fmt: skip
         """n completions per prompt, in prompt order, each prompt's samples adjacent. With `seeds` (one per prompt),
         a prompt's samples depend only on its seed and the weights, not on what else is in the batch, the batch
-        size or the number of ranks (the GRPO loop seeds each group by its position in the data order)."""
+        size or the number of ranks (the GRPO loop seeds each group by its position in the data order). With
+        `choices` (one list of answer texts per prompt), every completion is one of its prompt's texts
+        (`rollout.decoding=valid_actions`, planner_rl/rollout/restricted.py); a backend without it raises."""
         ...
 
     def sync_weights(self, model) -> None:
@@ -60,4 +76,4 @@ class RolloutBackend(Protocol):
         ...
 
 
-__all__ = ["Completion", "RolloutBackend", "Sampling"]
+__all__ = ["DECODINGS", "Completion", "RolloutBackend", "Sampling", "check_decoding"]

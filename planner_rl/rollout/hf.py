@@ -12,7 +12,8 @@ import torch
 from transformers import DynamicCache, StaticCache
 
 from planner_rl.packing import cache_keyword
-from planner_rl.rollout import Completion, Sampling
+from planner_rl.rollout import Completion, Sampling, check_decoding
+from planner_rl.rollout.tokens import answer_ids, encode_prompt, stop_ids  # noqa: F401 (the module's API too)
 
 
 @dataclass
@@ -24,25 +25,14 @@ class HFRolloutConfig:
     top_p: float = 1.0  # nucleus mass in (0, 1]
     max_new_tokens: int = 24  # per completion; an action is ~12 tokens of the tiny tokenizer
     batch_size: int = 64  # sequences per `generate` call (prompts x samples)
+    decoding: str = "free"  # free | valid_actions: GRPO samples among the valid actions (rollout/restricted.py)
+
+    def __post_init__(self) -> None:
+        check_decoding(self.decoding, "rollout.decoding", self.top_p)
 
     @property
     def sampling(self) -> Sampling:
         return Sampling(self.temperature, self.top_p, self.max_new_tokens)
-
-
-def encode_prompt(tokenizer, messages: list[dict[str, str]]) -> list[int]:
-    """Token ids of a chat prompt, ending with the assistant header (`add_generation_prompt`)."""
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-    return list(ids)
-
-
-def stop_ids(tokenizer) -> list[int]:
-    """Token ids that end an answer: the tokenizer's eos plus the chat end-of-turn marker when it has one."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
-        ids.add(im_end)
-    return sorted(ids)
 
 
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,8 +83,12 @@ def generate(
     stops = stop_ids(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     device = next(model.parameters()).device
+    # top_k=0 explicitly: transformers otherwise fills in its default top_k=50, so the samples would come from a
+    # truncated distribution while the GRPO update takes log-probs of the full softmax (and vLLM samples all of it)
     sampling = (
-        {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+        if temperature > 0
+        else {"do_sample": False}
     )
     out: list[Completion] = []
     for start in range(0, len(prompts), batch_size):
@@ -132,8 +126,15 @@ class HFRollout:
         self.batch_size = (cfg or HFRolloutConfig()).batch_size
 
     def generate(
-        self, prompts: list[list[int]], n: int, sampling: Sampling, seeds: list[int] | None = None
-    ) -> list[Completion]:
+        self, prompts: list[list[int]], n: int, sampling: Sampling, seeds: list[int] | None = None,
+        choices: list[list[str]] | None = None,
+    ) -> list[Completion]:  # fmt: skip
+        if choices is not None:  # rollout.decoding=valid_actions (planner_rl/rollout/restricted.py)
+            from planner_rl.rollout.restricted import choose  # here: only the restricted path needs it
+
+            check_decoding("valid_actions", "decoding", sampling.top_p)
+            kw = {"n": n, "temperature": sampling.temperature, "seeds": seeds, "batch_size": self.batch_size}
+            return choose(self.model, self.tokenizer, prompts, choices, **kw)
         was_training = self.model.training
         self.model.eval()  # no dropout while sampling; the caller's mode is restored
         kw = {"max_new_tokens": sampling.max_new_tokens, "temperature": sampling.temperature, "top_p": sampling.top_p}

@@ -52,8 +52,13 @@ class VLLMRolloutConfig:
     dtype: str = "auto"  # auto (the training model's dtype) | float32 | bfloat16 | float16
     seed: int = 0  # engine seed, and the seed of the per-prompt sampling seeds
     max_model_len: int = 4096  # prompt + completion tokens
+    decoding: str = "free"  # free only: valid_actions (sampling among the valid actions) needs rollout=hf
 
     def __post_init__(self) -> None:
+        if self.decoding != "free":
+            raise ValueError(
+                f"rollout.decoding={self.decoding!r} is not supported with rollout=vllm (only free); use rollout=hf"
+            )
         if self.dtype not in DTYPES:
             raise ValueError(f"rollout.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -119,10 +124,13 @@ class VLLMRollout:
             shutil.rmtree(path, ignore_errors=True)  # the weights now live in the engine
 
     def generate(
-        self, prompts: list[list[int]], n: int, sampling: Sampling, seeds: list[int] | None = None
-    ) -> list[Completion]:
+        self, prompts: list[list[int]], n: int, sampling: Sampling, seeds: list[int] | None = None,
+        choices: list[list[str]] | None = None,
+    ) -> list[Completion]:  # fmt: skip
         from vllm import SamplingParams, TokensPrompt
 
+        if choices is not None:
+            raise ValueError("decoding restricted to the valid actions is not supported with rollout=vllm")
         if seeds is not None and len(seeds) != len(prompts):
             raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         self._wake()

@@ -1,6 +1,6 @@
 """Benchmark of the cooking environment and the expert (`make bench-env`); prints figures, asserts nothing.
 
-    python -m planner_rl.bench_env [--tasks 0 1 ...] [--seeds 5] [--first-seed 0] [--steps 20000] [--json PATH]
+    python -m planner_rl.bench.env [--tasks 0 1 ...] [--seeds 5] [--first-seed 0] [--steps 20000] [--json PATH]
 
 1. Environment throughput on random walks over valid actions: raw transitions (`World.step`) and full text steps
    (`CookingEnv.step`: parse the action string, step, render the observation), in steps per second.

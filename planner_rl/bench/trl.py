@@ -1,9 +1,9 @@
 """Benchmark: a GRPO step of planner_rl vs TRL's GRPOTrainer, side by side in one run (tiny model, CPU).
 
-    python -m planner_rl.bench_trl                       # 8 prompts x 8 samples, 3 alternating rounds of 3 steps
-    python -m planner_rl.bench_trl --rounds 5 --steps 6 --out outputs/bench/trl.json
+    python -m planner_rl.bench.trl                       # 8 prompts x 8 samples, 3 alternating rounds of 3 steps
+    python -m planner_rl.bench.trl --rounds 5 --steps 6 --out outputs/bench/trl.json
 
-Both train the same saved model (the tiny model after a short SFT, `planner_rl.bench_step.sft_model`) on the same
+Both train the same saved model (the tiny model after a short SFT, `planner_rl.bench.step.sft_model`) on the same
 single-turn prompts (double-cheeseburger states, brief system message) with the same settings: N prompts x G
 samples a step, micro-batches of 16 sequences accumulated into one optimizer step (AdamW, constant learning rate,
 gradient clipping 1.0), temperature 1, top_p 1, no top-k, the same maximum completion length and end-of-turn
@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from planner_rl.bench_step import (
+from planner_rl.bench.step import (
     bench_overrides,
     compose_train,
     run_measured,
@@ -200,7 +200,7 @@ def main() -> None:
         rss = run_train(grpo, run, model_dir)
         mine = planner_summary(step_records(run), args) | {"peak_rss_mb": rss}
         run = work / f"trl_{r}"
-        cmd = [sys.executable, "-m", "planner_rl.bench_trl", "--worker", "trl", "--run-dir", str(run),
+        cmd = [sys.executable, "-m", "planner_rl.bench.trl", "--worker", "trl", "--run-dir", str(run),
                "--model", str(model_dir / "sft_model"), "--steps", str(args.steps), "--prompts", str(args.prompts),
                "--group", str(args.group), "--max-new-tokens", str(args.max_new_tokens), "--lr", str(args.lr),
                "--history", str(args.history)]  # fmt: skip

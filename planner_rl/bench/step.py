@@ -1,7 +1,7 @@
 """Benchmark: planner_rl's GRPO step by phase, against its floor, and how time and memory grow (tiny model, CPU).
 
-    python -m planner_rl.bench_step                          # 8 prompts, G in 4 8 16 32, history 0 / 5 / all
-    python -m planner_rl.bench_step --groups 4 8 --steps 4 --out outputs/bench/step.json
+    python -m planner_rl.bench.step                          # 8 prompts, G in 4 8 16 32, history 0 / 5 / all
+    python -m planner_rl.bench.step --groups 4 8 --steps 4 --out outputs/bench/step.json
 
 Every figure comes from the real loop: `python -m planner_rl.train` in a fresh process and run dir, the tiny model
 after a short SFT (trained once, then copied into each run dir as its finished SFT stage, so the runs go straight
@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 # the benchmark's data: 10 double-cheeseburger layouts (210 prompts), one test layout for the loop's final evaluation
 DATA = {"env.tasks": "[double_cheeseburger]", "env.train_seeds": "1000-1009", "env.test_seeds": "[42]",
         "prompt.system": "brief"}  # fmt: skip

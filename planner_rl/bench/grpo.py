@@ -1,7 +1,7 @@
 """Benchmark: what sharing a group's prompt saves in one GRPO step, side by side in one run (tiny model, CPU).
 
-    python -m planner_rl.bench_grpo                  # N=8 prompts x G=8 samples of double-cheeseburger states
-    python -m planner_rl.bench_grpo --prompts 4 --group 16 --repeats 5
+    python -m planner_rl.bench.grpo                  # N=8 prompts x G=8 samples of double-cheeseburger states
+    python -m planner_rl.bench.grpo --prompts 4 --group 16 --repeats 5
 
 Times, as the median of `--repeats` alternating runs on the same batch:
 - sampling: `generate` with num_return_sequences=G (each prompt prefilled G times) vs the hf backend's shared
