@@ -115,21 +115,34 @@ def expert_trajectory(
 ) -> Trajectory:
     """Solve one instance (or read its solution from the cache); `world`: its grounded world, if at hand."""
     world = make_world(task, seed) if world is None else world
-    path = Path(cache_dir) / f"{task}-{seed}-{_instance_key(world)}.json" if cache_dir else None
+    path = _cache_path(cache_dir, task, seed, world) if cache_dir else None
     if path is not None and path.exists():
         try:
             raw = json.loads(path.read_text())
-            return Trajectory(task, seed, tuple(raw["plan"]), tuple(tuple(o) for o in raw["optimal"]))
-        except (json.JSONDecodeError, KeyError, TypeError):
+            plan, optimal = tuple(raw["plan"]), tuple(tuple(o) for o in raw["optimal"])
+            texts = [*plan, *(a for o in optimal for a in o)]
+            if len(optimal) == len(plan) and all(isinstance(a, str) for a in texts):
+                return Trajectory(task, seed, plan, optimal)
+        except (ValueError, KeyError, TypeError, AttributeError):
             pass  # a damaged entry is solved again and rewritten
     sol = solve(world)
     traj = Trajectory(task, seed, tuple(sol.texts), tuple(tuple(a.text for a in o) for o in sol.optimal_actions))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"plan": traj.plan, "optimal": traj.optimal}))
-        tmp.replace(path)  # atomic: readers see the old entry or the whole new one
+    if cache_dir:
+        store_trajectory(traj, cache_dir, world)
     return traj
+
+
+def _cache_path(cache_dir: str, task: str, seed: int | None, world: World) -> Path:
+    return Path(cache_dir) / f"{task}-{seed}-{_instance_key(world)}.json"
+
+
+def store_trajectory(traj: Trajectory, cache_dir: str, world: World) -> None:
+    """Write a solved plan into the expert cache (atomically: readers see the old entry or the whole new one)."""
+    path = _cache_path(cache_dir, traj.task, traj.seed, world)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"plan": traj.plan, "optimal": traj.optimal}))
+    tmp.replace(path)
 
 
 # --- examples ----------------------------------------------------------------------------------------------------
@@ -186,7 +199,16 @@ def _instance_job(job: tuple) -> list[dict]:
     # tables) alive, and the collector's full passes walk whatever is alive (a quarter of a solve's time).
     world = ground_world(task, seed)
     traj = expert_trajectory(task, seed, opts.get("expert_cache"), world)
-    return trajectory_examples(traj, prompt, opts.get("label_noise", 0.0), opts.get("label_noise_seed", 0), world)
+    noise = (opts.get("label_noise", 0.0), opts.get("label_noise_seed", 0))
+    try:
+        return trajectory_examples(traj, prompt, *noise, world)
+    except ValueError:  # a cached plan that does not replay (a damaged or hand-edited entry): solve again
+        if not opts.get("expert_cache"):
+            raise
+        traj = expert_trajectory(task, seed, None, world)
+        examples = trajectory_examples(traj, prompt, *noise, world)
+        store_trajectory(traj, opts["expert_cache"], world)
+        return examples
 
 
 def _fewer_collections() -> None:

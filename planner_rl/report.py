@@ -232,8 +232,17 @@ def _short(label: str, width: int = 70) -> str:
 
 
 def read_metrics(run: Run) -> list[dict]:
+    """metrics.jsonl's records; a damaged line (a live or killed run's last one) is skipped."""
     f = run.path / "metrics.jsonl"
-    return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+    rows = []
+    for line in f.read_text(errors="replace").splitlines() if f.exists() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def plot_curves(runs: list[Run], out: Path) -> Path | None:

@@ -241,7 +241,12 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         sft_cfg = SFTConfig(**OmegaConf.to_container(cfg.sft))
-        data = load_from_disk(cfg.data_dir) if cfg.data_dir else build_dataset(cfg)[0]
+        data = load_from_disk(cfg.data_dir) if cfg.data_dir else build_dataset(cfg)[0]  # Arrow: no pickle
+        need = {"prompt", "target", "valid_actions", "expert_action", "optimal_actions"}
+        for split in ("train", "test"):
+            if split not in data or need - set(data[split].column_names):
+                raise ValueError(f"data_dir={cfg.data_dir}: not a `python -m planner_rl.data` dataset (needs "
+                                 f"splits train and test with columns {', '.join(sorted(need))})")  # fmt: skip
         model, tokenizer = load_model_and_tokenizer(cfg.model)
     except (ModelLoadError, ValueError, KeyError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

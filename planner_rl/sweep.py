@@ -13,6 +13,8 @@ it sees jobs that ran elsewhere (submitit) as well.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gc
 import json
 import sys
@@ -28,6 +30,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from planner_rl.progress import format_duration
+from planner_rl.runlock import RunDirBusy
 
 
 def is_multirun() -> bool:
@@ -35,8 +38,9 @@ def is_multirun() -> bool:
 
 
 def run_job(fn: Callable[[DictConfig], Any], cfg: DictConfig, known: tuple[type[BaseException], ...]) -> Any:
-    """fn(cfg) with a status.json in the run dir. A single run: a `known` error prints `error: ...` and exits 2,
-    anything else raises. A multirun: every exception is recorded and printed, and the job returns None."""
+    """fn(cfg) with a status.json in the run dir. A single run: a `known` error (or a full disk) prints
+    `error: ...` and exits 2, anything else raises. A multirun: every exception is recorded and printed, and the
+    job returns None. A job refused because another holds the run dir writes nothing there."""
     run_dir = Path(cfg.paths.output_dir)
     hc = HydraConfig.get()
     status = {"job": hc.job.num if is_multirun() else None, "overrides": list(hc.overrides.task)}
@@ -53,11 +57,17 @@ def run_job(fn: Callable[[DictConfig], Any], cfg: DictConfig, known: tuple[type[
         record(status="ok")
         return result
     except Exception as e:
-        record(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        if isinstance(e, RunDirBusy):  # the dir is another job's: leave its status.json alone
+            print(f"error: {e}", file=sys.stderr)
+            if is_multirun():
+                return None
+            sys.exit(2)
+        with contextlib.suppress(OSError):  # a full disk may refuse the record too; the error is still printed
+            record(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
         if is_multirun():
             print(f"job {status['job']} failed ({' '.join(status['overrides'])}): {e}", file=sys.stderr)
             return None
-        if isinstance(e, known):
+        if isinstance(e, known) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)):
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         raise

@@ -18,21 +18,12 @@ text stays the default and is what real checkpoints get.
 
 from __future__ import annotations
 
-from planner_rl.env.world import State, World
+from planner_rl.env.world import State, World, _bits
 
 # Status predicates shown as a word after their item, in this order.
 STATUS_WORDS = {"iscut": "cut", "iscooked": "cooked", "isfried": "fried", "iscooking": "cooking", "isfrying": "frying"}
 # Atoms the station/robot lines already say (positions, emptiness), never written on a line of their own.
 PLACED = {"item_on", "atop", "item_at", "loc", "has_item", "station_empty", "vacant", "clear", "nothing"}
-
-
-def _true_atoms(world: World, state: State) -> list[tuple[str, tuple[int, ...]]]:
-    out, m = [], state.atoms
-    while m:
-        low = m & -m
-        m ^= low
-        out.append(world.atoms[low.bit_length() - 1])
-    return out
 
 
 def _is_static(world: World, name: str) -> bool:
@@ -54,7 +45,7 @@ def _is_static(world: World, name: str) -> bool:
 def compact_observation(world: World, state: State) -> str:
     """The compact text of `state` (module docstring)."""
     name = [o.name for o in world.objects]
-    atoms = _true_atoms(world, state)
+    atoms = [world.atoms[b] for b in _bits(state.atoms)]
     status: dict[int, list[str]] = {}
     below: dict[int, int] = {}  # item -> the item it is directly on
     bottom: dict[int, int] = {}  # station -> the item directly on it
