@@ -79,10 +79,10 @@ def task_list(spec: object) -> list[str]:
     return [str(t) if str(t).endswith(".json") else get_task(t).name for t in items]
 
 
-def check_disjoint(train: list[int], test: list[int]) -> None:
+def check_disjoint(train: list[int], test: list[int], key: str = "env.train_seeds") -> None:
     overlap = sorted(set(train) & set(test))
     if overlap:
-        raise ValueError(f"env.train_seeds and env.test_seeds overlap on {overlap}: test layouts must be unseen")
+        raise ValueError(f"{key} and env.test_seeds overlap on {overlap}: test layouts must be unseen")
 
 
 # --- expert trajectories -----------------------------------------------------------------------------------------
@@ -261,13 +261,18 @@ def build_splits(tasks: list[str], splits: dict[str, list[int]], prompt: PromptC
 
 def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
     """The DatasetDict {train, test} for a config with `env`, `prompt` and the keys of conf/data.yaml, and a report
-    (examples per split, ambiguity, seconds)."""
+    (examples per split, ambiguity, seconds); with `env.grpo_seeds` set also a `grpo` split, the prompts GRPO draws
+    from (layouts SFT never saw, where the SFT model still errs)."""
     from datasets import Dataset, DatasetDict
 
     tasks = task_list(cfg.env.tasks)
     train_seeds = seed_list(cfg.env.train_seeds, "env.train_seeds")
     test_seeds = seed_list(cfg.env.test_seeds, "env.test_seeds")
     check_disjoint(train_seeds, test_seeds)
+    seeds = {"train": train_seeds, "test": test_seeds}
+    if cfg.env.get("grpo_seeds") is not None:
+        seeds["grpo"] = seed_list(cfg.env.grpo_seeds, "env.grpo_seeds")
+        check_disjoint(seeds["grpo"], test_seeds, "env.grpo_seeds")
     prompt = PromptConfig(**cfg.prompt)
     num_proc = cfg.get("num_proc", 0) or os.cpu_count() or 1
     opts = {
@@ -277,7 +282,7 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
         "label_noise_seed": cfg.get("label_noise_seed", 0),
     }
     t0 = time.perf_counter()
-    splits = build_splits(tasks, {"train": train_seeds, "test": test_seeds}, prompt, opts)
+    splits = build_splits(tasks, seeds, prompt, opts)
     seconds = time.perf_counter() - t0
     report = {
         "tasks": len(tasks),

@@ -430,10 +430,12 @@ def train(cfg: DictConfig) -> dict:
     try:
         # --- data ---------------------------------------------------------------------------------------------------
         data, info = build_dataset(cfg)
-        train_rows, test_rows = data["train"].to_list(), data["test"].to_list()
+        test_rows = data["test"].to_list()
+        train_rows = data["grpo" if "grpo" in data else "train"].to_list()  # GRPO's prompts (env.grpo_seeds)
         tasks, test_seeds = task_list(cfg.env.tasks), list(cfg.env.test_seeds)
+        grpo_note = f" / {info['examples']['grpo']} GRPO prompts (env.grpo_seeds)" if "grpo" in data else ""
         job.say(
-            f"data: {info['examples']['train']} train / {info['examples']['test']} test prompts "
+            f"data: {info['examples']['train']} train / {info['examples']['test']} test prompts{grpo_note} "
             f"({info['tasks']} tasks) in {info['seconds']:.1f} s; ambiguity {info['ambiguity']['rate']:.2%}"
         )
         evaluator = Evaluator(job, tasks, test_seeds, test_rows, records, logger)
