@@ -41,6 +41,7 @@ from planner_rl.env.problem import ProblemError
 from planner_rl.env.tasks import TaskError, get_task, task_names
 from planner_rl.env.world import World
 from planner_rl.parsing import format_target
+from planner_rl.progress import Progress
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rewards import corrupt_label
 
@@ -78,10 +79,10 @@ def task_list(spec: object) -> list[str]:
     return [str(t) if str(t).endswith(".json") else get_task(t).name for t in items]
 
 
-def check_disjoint(train: list[int], test: list[int]) -> None:
+def check_disjoint(train: list[int], test: list[int], key: str = "env.train_seeds") -> None:
     overlap = sorted(set(train) & set(test))
     if overlap:
-        raise ValueError(f"env.train_seeds and env.test_seeds overlap on {overlap}: test layouts must be unseen")
+        raise ValueError(f"{key} and env.test_seeds overlap on {overlap}: test layouts must be unseen")
 
 
 # --- expert trajectories -----------------------------------------------------------------------------------------
@@ -114,21 +115,34 @@ def expert_trajectory(
 ) -> Trajectory:
     """Solve one instance (or read its solution from the cache); `world`: its grounded world, if at hand."""
     world = make_world(task, seed) if world is None else world
-    path = Path(cache_dir) / f"{task}-{seed}-{_instance_key(world)}.json" if cache_dir else None
+    path = _cache_path(cache_dir, task, seed, world) if cache_dir else None
     if path is not None and path.exists():
         try:
             raw = json.loads(path.read_text())
-            return Trajectory(task, seed, tuple(raw["plan"]), tuple(tuple(o) for o in raw["optimal"]))
-        except (json.JSONDecodeError, KeyError, TypeError):
+            plan, optimal = tuple(raw["plan"]), tuple(tuple(o) for o in raw["optimal"])
+            texts = [*plan, *(a for o in optimal for a in o)]
+            if len(optimal) == len(plan) and all(isinstance(a, str) for a in texts):
+                return Trajectory(task, seed, plan, optimal)
+        except (ValueError, KeyError, TypeError, AttributeError):
             pass  # a damaged entry is solved again and rewritten
     sol = solve(world)
     traj = Trajectory(task, seed, tuple(sol.texts), tuple(tuple(a.text for a in o) for o in sol.optimal_actions))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"plan": traj.plan, "optimal": traj.optimal}))
-        tmp.replace(path)  # atomic: readers see the old entry or the whole new one
+    if cache_dir:
+        store_trajectory(traj, cache_dir, world)
     return traj
+
+
+def _cache_path(cache_dir: str, task: str, seed: int | None, world: World) -> Path:
+    return Path(cache_dir) / f"{task}-{seed}-{_instance_key(world)}.json"
+
+
+def store_trajectory(traj: Trajectory, cache_dir: str, world: World) -> None:
+    """Write a solved plan into the expert cache (atomically: readers see the old entry or the whole new one)."""
+    path = _cache_path(cache_dir, traj.task, traj.seed, world)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"plan": traj.plan, "optimal": traj.optimal}))
+    tmp.replace(path)
 
 
 # --- examples ----------------------------------------------------------------------------------------------------
@@ -185,7 +199,16 @@ def _instance_job(job: tuple) -> list[dict]:
     # tables) alive, and the collector's full passes walk whatever is alive (a quarter of a solve's time).
     world = ground_world(task, seed)
     traj = expert_trajectory(task, seed, opts.get("expert_cache"), world)
-    return trajectory_examples(traj, prompt, opts.get("label_noise", 0.0), opts.get("label_noise_seed", 0), world)
+    noise = (opts.get("label_noise", 0.0), opts.get("label_noise_seed", 0))
+    try:
+        return trajectory_examples(traj, prompt, *noise, world)
+    except ValueError:  # a cached plan that does not replay (a damaged or hand-edited entry): solve again
+        if not opts.get("expert_cache"):
+            raise
+        traj = expert_trajectory(task, seed, None, world)
+        examples = trajectory_examples(traj, prompt, *noise, world)
+        store_trajectory(traj, opts["expert_cache"], world)
+        return examples
 
 
 def _fewer_collections() -> None:
@@ -207,11 +230,15 @@ def build_splits(tasks: list[str], splits: dict[str, list[int]], prompt: PromptC
     with a long one at the end."""
     jobs = [(t, s, prompt, opts) for seeds in splits.values() for t in tasks for s in seeds]
     num_proc = opts.get("num_proc", 1)
+    bar = Progress("data", len(jobs), unit="instance")
     if num_proc <= 1 or len(jobs) < 4:
         previous = gc.get_threshold()
         _fewer_collections()
         try:
-            chunks = [_instance_job(job) for job in jobs]
+            chunks = []
+            for job in jobs:
+                chunks.append(_instance_job(job))
+                bar.update(1)
         finally:
             gc.set_threshold(*previous)
     else:
@@ -222,6 +249,8 @@ def build_splits(tasks: list[str], splits: dict[str, list[int]], prompt: PromptC
             # small chunks: solve times vary 1000x
             for n, chunk in zip(order, pool.map(_instance_job, [jobs[n] for n in order], chunksize=2), strict=True):
                 chunks[n] = chunk
+                bar.update(1)
+    bar.close()
     out, at = {}, 0
     for name, seeds in splits.items():
         size = len(tasks) * len(seeds)
@@ -232,13 +261,18 @@ def build_splits(tasks: list[str], splits: dict[str, list[int]], prompt: PromptC
 
 def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
     """The DatasetDict {train, test} for a config with `env`, `prompt` and the keys of conf/data.yaml, and a report
-    (examples per split, ambiguity, seconds)."""
+    (examples per split, ambiguity, seconds); with `env.grpo_seeds` set also a `grpo` split, the prompts GRPO draws
+    from (layouts SFT never saw, where the SFT model still errs)."""
     from datasets import Dataset, DatasetDict
 
     tasks = task_list(cfg.env.tasks)
     train_seeds = seed_list(cfg.env.train_seeds, "env.train_seeds")
     test_seeds = seed_list(cfg.env.test_seeds, "env.test_seeds")
     check_disjoint(train_seeds, test_seeds)
+    seeds = {"train": train_seeds, "test": test_seeds}
+    if cfg.env.get("grpo_seeds") is not None:
+        seeds["grpo"] = seed_list(cfg.env.grpo_seeds, "env.grpo_seeds")
+        check_disjoint(seeds["grpo"], test_seeds, "env.grpo_seeds")
     prompt = PromptConfig(**cfg.prompt)
     num_proc = cfg.get("num_proc", 0) or os.cpu_count() or 1
     opts = {
@@ -248,7 +282,7 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
         "label_noise_seed": cfg.get("label_noise_seed", 0),
     }
     t0 = time.perf_counter()
-    splits = build_splits(tasks, {"train": train_seeds, "test": test_seeds}, prompt, opts)
+    splits = build_splits(tasks, seeds, prompt, opts)
     seconds = time.perf_counter() - t0
     report = {
         "tasks": len(tasks),

@@ -44,6 +44,7 @@ from planner_rl.env.tasks import BUDGET_MULTIPLIER, get_task
 from planner_rl.env.world import GroundAction, State, World
 from planner_rl.eval_protocol import EvalConfig
 from planner_rl.parsing import Parsed, format_target, parse_completion
+from planner_rl.progress import Progress
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rollout import RolloutBackend, Sampling
 from planner_rl.rollout.hf import HFRollout, answer_ids, encode_prompt, stop_ids
@@ -402,7 +403,15 @@ def evaluate(
     instances = [Instance(tr.task, tr.seed, len(tr.plan)) for tr in trajectories for _ in range(cfg.episodes)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # sampled decoding: the same episodes for the same weights and config
-        episodes = play(instances, prompt_cfg, cfg, rollout_decider(rollout, tokenizer, cfg, prompt_cfg.output_format))
+        decide = rollout_decider(rollout, tokenizer, cfg, prompt_cfg.output_format)
+        most = sum(episode_budget(i.task, i.t_gt, cfg.budget) for i in instances)  # answers, if all fail
+        with Progress("eval", most, unit="answer") as bar:
+
+            def decide_and_count(active: list[Episode], messages: list) -> list[str]:
+                bar.update(len(active), episodes_left=len(active))
+                return decide(active, messages)
+
+            episodes = play(instances, prompt_cfg, cfg, decide_and_count)
     summary = summarize(episodes)
     paths = []
     summary["play_seconds"] = time.perf_counter() - start

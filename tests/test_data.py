@@ -154,3 +154,13 @@ def test_cli_builds_and_refuses_overlapping_seeds(tmp_path):
 
 def test_prompt_config_is_the_prompt_group():
     assert PromptConfig(**_cfg().prompt) == PromptConfig()
+
+
+def test_grpo_seeds_make_a_split_of_their_own_layouts():
+    data, report = build_dataset(_cfg("env.tasks=[burger]", "env.train_seeds=[1]", "env.test_seeds=[2]",
+                                      "env.grpo_seeds=[3,4]"))  # fmt: skip
+    assert sorted(set(data["grpo"]["seed"])) == [3, 4] and set(data["train"]["seed"]) == {1}
+    assert report["examples"]["grpo"] == len(data["grpo"]) > 0
+    assert "grpo" not in build_dataset(_cfg("env.tasks=[burger]", "env.train_seeds=[1]", "env.test_seeds=[2]"))[0]
+    with pytest.raises(ValueError, match=r"env.grpo_seeds and env.test_seeds overlap on \[2\]"):
+        build_dataset(_cfg("env.tasks=[burger]", "env.train_seeds=[1]", "env.test_seeds=[2]", "env.grpo_seeds=[2]"))

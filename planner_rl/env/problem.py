@@ -115,7 +115,7 @@ def build_problem(raw: dict, domain: Domain, source: str = "<problem>") -> Probl
                 if len(d) != 2 or not all(isinstance(v, int) for v in d):
                     raise ProblemError(f"{src}: field '{w}.direction' must be [dx, dy] integers")
             for p in _get(row, "predicates", w, src, list, optional=True, default=[]):
-                if p not in domain.predicates or domain.predicates[p].types != (typ,):
+                if not isinstance(p, str) or p not in domain.predicates or domain.predicates[p].types != (typ,):
                     raise ProblemError(f"{src}: field '{w}.predicates': '{p}' is not a one-argument {typ} predicate")
             checked.append((k, row))
         checked.sort(key=lambda kr: (kr[1]["x"], kr[1]["y"]))  # stable: file order breaks ties
@@ -227,6 +227,8 @@ def build_problem(raw: dict, domain: Domain, source: str = "<problem>") -> Probl
             raise ProblemError(f"{src}: field '{w}': '{pred}' takes {len(domain.predicates[pred].types)} args and ids")
         args = []
         for kind, typ, ident in zip(kinds, domain.predicates[pred].types, ids, strict=True):
+            if not isinstance(kind, str):
+                raise ProblemError(f"{src}: field '{w}.args': {kind!r} is not a kind name")
             kind_type = KIND_TYPE.get(kind, kind if kind in KINDS else None)
             if kind_type != typ:
                 raise ProblemError(f"{src}: field '{w}.args': '{kind}' is not a {typ} kind for '{pred}'")
