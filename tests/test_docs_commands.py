@@ -54,6 +54,8 @@ PLANS: dict[str, str] = {
     "python -m planner_rl.expert task=cheeseburger seed=42": "run: {py} -m planner_rl.expert task=cheeseburger seed=42",
     "python -m planner_rl.expert task=burger pddl_dir=out/": "run: {py} -m planner_rl.expert task=burger "
     "pddl_dir={tmp}/out",
+    "python -m planner_rl.expert task=asynchronous/5_potato_soup": "run: {py} -m planner_rl.expert "
+    "task=asynchronous/5_potato_soup",
     "make bench-env": "run: make -o .venv/.installed bench-env PY={py} BENCH_ARGS='--tasks 0 --seeds 1 --steps 200'",
     "make bench": BENCH,
     "python -m planner_rl.data env.tasks=[burger] env.train_seeds=0-49": "run: {py} -m planner_rl.data "
