@@ -45,7 +45,18 @@ from planner_rl.progress import Progress
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rewards import corrupt_label
 
-_PLANNER_SOURCES = ("domain.py", "problem.py", "layout.py", "world.py", "heuristic.py", "planner.py")
+_PLANNER_SOURCES = (
+    "domain.py",
+    "problem.py",
+    "layout.py",
+    "world.py",
+    "heuristic.py",
+    "heuristic_roles.py",
+    "heuristic_search.py",
+    "heuristic_leaf.py",
+    "heuristic_soup.py",
+    "planner.py",
+)
 
 
 # --- configuration values ----------------------------------------------------------------------------------------
