@@ -50,6 +50,8 @@ _PLANNER_SOURCES = (
     "problem.py",
     "layout.py",
     "world.py",
+    "grounding.py",
+    "rendering.py",
     "heuristic.py",
     "heuristic_roles.py",
     "heuristic_search.py",

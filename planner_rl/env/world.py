@@ -1,9 +1,10 @@
 """The grounded cooking world: states, valid actions, transitions with special effects, goal test, observation text.
 
-A `World` is built once per problem: every atom gets a bit, every action schema is grounded over type-correct
-tuples of distinct objects (pruned by static preconditions), and every special effect gets an id. A `State` is then
-two hashable values: the atoms as an int bitset, and the registered special effects with their hidden counters
-(cut progress, cook timers), which Robotouille keeps in effect objects and never shows in the observation.
+A `World` is built once per problem (`grounding.py`): every atom gets a bit, every action schema is grounded over
+type-correct tuples of distinct objects (pruned by static preconditions), and every special effect gets an id. A
+`State` is then two hashable values: the atoms as an int bitset, and the registered special effects with their
+hidden counters (cut progress, cook timers), which Robotouille keeps in effect objects and never shows in the
+observation. The observation's lines are built in `rendering.py`.
 
 Special-effect semantics follow Robotouille's `backend/state.py` step, as documented in ../shared/docs/domain.md:
 1. apply the action's immediate effects;
@@ -22,48 +23,22 @@ container is enough.
 
 from __future__ import annotations
 
-import collections
 import functools
-import itertools
-import operator
-from dataclasses import dataclass
-from typing import NamedTuple
 
-from planner_rl.env.domain import KIND_TYPE, KINDS, Domain, Literal, SpecialEffect
-from planner_rl.env.problem import GoalLiteral, Obj, Problem
+from planner_rl.env import rendering
+from planner_rl.env.domain import KIND_TYPE, KINDS, Domain
+from planner_rl.env.grounding import (
+    GroundAction,
+    GroundEffect,
+    State,
+    ground_actions,
+    ground_atoms,
+    ground_objects,
+)
+from planner_rl.env.problem import GoalLiteral, Problem
 
 CUT_REPETITIONS = 3  # Robotouille's `goal_repetitions` default (the file's `num_cuts` is not read by the engine)
 DELAY_TICKS = 4  # Robotouille's `goal_time` default: ready at the end of the 3rd step after the trigger
-KEY_PREDICATES = ("loc",)  # valid actions are indexed by the robot's location: one robot stands at one station
-
-
-class State(NamedTuple):
-    atoms: int  # bit i set <=> atom i true
-    effects: tuple[tuple[int, tuple[int, ...]], ...] = ()  # (effect id, per-node counters; -1 = done), in order
-
-
-class GroundAction(NamedTuple):  # a named tuple: a world builds thousands, and a tuple is the cheapest to build
-    id: int  # position in the canonical order (schema order, then object order): the valid-action list order
-    schema: str
-    args: tuple[int, ...]  # object indices, in the schema's parameter order
-    text: str
-    pre_pos: int
-    pre_neg: int
-    add: int
-    delete: int
-    sfx: tuple[int, ...]  # ids of the grounded special effects it triggers
-
-
-@dataclass(frozen=True)
-class GroundEffect:
-    kind: str
-    obj: int  # the object bound to the effect's parameter
-    conditions: tuple[tuple[int, bool], ...]  # (atom bit, value)
-    fx: tuple[tuple[int, bool], ...]
-    children: tuple[int, ...]  # ids of child effects
-    size: int  # nodes in this subtree (the length of its counter tuple)
-    # creation only: (kind, parameter the new object binds, effect templates, action bindings)
-    created: tuple[str, str, tuple[tuple[str, tuple[str, ...], bool], ...], dict[str, int]] | None = None
 
 
 class World:
@@ -71,126 +46,10 @@ class World:
 
     def __init__(self, problem: Problem, domain: Domain):
         self.problem, self.domain = problem, domain
-        objects = list(problem.objects)
-        # Dormant meal slots for the objects creation effects make (see module docstring).
-        n_containers = sum(o.type == "container" for o in objects)
-        self.dormant: dict[str, list[int]] = {}
-        for kind, typ in {e.created[:2] for a in domain.actions for e in _walk(a.sfx) if e.created}:
-            have = sum(o.kind == kind for o in objects)
-            for i in range(max(0, n_containers - sum(o.type == typ for o in objects))):
-                self.dormant.setdefault(kind, []).append(len(objects))
-                objects.append(Obj(f"{kind}{have + i + 1}", kind, typ))
-        self.objects = objects
-        self.index = {o.name: i for i, o in enumerate(objects)}
-        self.by_type: dict[str, list[int]] = {}
-        for i, o in enumerate(objects):
-            self.by_type.setdefault(o.type, []).append(i)
-
-        # --- atoms ------------------------------------------------------------------------------------------
-        self.atoms: list[tuple[str, tuple[int, ...]]] = []
-        self.bit: dict[tuple[str, tuple[int, ...]], int] = {}
-        for pred in domain.predicates.values():
-            for args in itertools.product(*(self.by_type.get(t, []) for t in pred.types)):
-                if len(set(args)) == len(args):
-                    self.bit[(pred.name, args)] = len(self.atoms)
-                    self.atoms.append((pred.name, args))
-        init = 0
-        for name, *args in problem.atoms:
-            init |= 1 << self.bit[(name, tuple(self.index[a] for a in args))]
+        ground_objects(self, problem, domain)
+        init = ground_atoms(self, problem, domain)
         self.initial_state = State(init, ())
-        fluent = domain.fluent_predicates()
-
-        # --- ground actions, pruned by static preconditions -----------------------------------------------------
-        self.effects: list[GroundEffect] = []
-        self._effect_ids: dict[tuple, int] = {}
-        self.actions: list[GroundAction] = []
-        self.by_text: dict[str, list[int]] = {}
-        by_pred: dict[str, dict] = {}  # predicate -> {argument tuple, or the object for one argument: 1 << bit}
-        for (name, args), b in self.bit.items():
-            by_pred.setdefault(name, {})[args if len(args) != 1 else args[0]] = 1 << b
-        names = [o.name for o in objects]
-        self._keyed: dict[int, list[GroundAction]] = {}
-        self._unkeyed: list[GroundAction] = []
-        other_bits: dict[int, list[int]] = {}  # keyed action id -> its other positive precondition masks (sorted)
-        for schema in domain.actions:
-            slot = {p: k for k, p in enumerate(schema.params)}  # literals read `args` by parameter position
-            static = [lit for lit in schema.precons if lit.predicate not in fluent]
-            # Static one-parameter preconditions (`isboard(s1)`) filter each parameter's objects before the product;
-            # the order of the product, hence of valid actions, is unchanged.
-            unary = [lit for lit in static if len(lit.params) == 1]
-            rest = [lit for lit in static if len(lit.params) != 1]
-            domains = [
-                [
-                    o
-                    for o in self.by_type.get(t, [])
-                    if all(self._holds(init, lit, {p: o}) for lit in unary if lit.params[0] == p)
-                ]
-                for p, t in zip(schema.params, schema.param_types, strict=True)
-            ]
-            pre, fx, rest = (_compile(lits, slot, by_pred) for lits in (schema.precons, schema.immediate_fx, rest))
-            template = schema.template.format(**{p: f"{{{k}}}" for k, p in enumerate(schema.params)})
-            key_lit = next((lit for lit in schema.precons if lit.value and lit.predicate in KEY_PREDICATES), None)
-            key = _compile([key_lit], slot, by_pred)[0] if key_lit else None  # the index below keys actions by it
-            actions, keyed, unkeyed, by_text = self.actions, self._keyed, self._unkeyed, self.by_text
-            if len(set(schema.param_types)) == len(schema.param_types):  # distinct types: distinct objects
-                arglist = list(itertools.product(*domains))
-            else:
-                arglist = [args for args in itertools.product(*domains) if len(set(args)) == len(args)]
-            if rest:
-                arglist = [
-                    args
-                    for args in arglist
-                    if all((get(args) in masks and bool(init & masks[get(args)])) == v for masks, get, v in rest)
-                ]
-            n = len(arglist)
-            # Column by column (one list per literal over all the schema's tuples), combined with C-level maps.
-            needs = [[masks[k] for k in map(get, arglist)] for masks, get, v in pre if v]
-            pos = _union(needs, n)
-            neg = _union([[masks[k] for k in map(get, arglist)] for masks, get, v in pre if not v], n)
-            add = _union([[masks[k] for k in map(get, arglist)] for masks, get, v in fx if v], n)
-            delete = _union([[masks[k] for k in map(get, arglist)] for masks, get, v in fx if not v], n)
-            if schema.sfx:
-                sfx = [
-                    tuple(self._ground_effect(e, dict(zip(schema.params, args, strict=True))) for e in schema.sfx)
-                    for args in arglist
-                ]
-            else:
-                sfx = itertools.repeat(())
-            fmt, name_of = template.format, names.__getitem__
-            texts = [fmt(*map(name_of, args)) for args in arglist]
-            new = list(
-                map(GroundAction, range(len(actions), len(actions) + n), itertools.repeat(schema.name), arglist,
-                    texts, pos, neg, add, delete, sfx)
-            )  # fmt: skip
-            actions.extend(new)
-            for a in new:
-                by_text.setdefault(a.text, []).append(a.id)
-            # Index: key atom -> actions that need it; actions with no key atom are always checked.
-            if key is None:
-                unkeyed.extend(new)
-            else:
-                key_of = map(key[0].__getitem__, map(key[1], arglist))
-                for a, km, ms in zip(new, key_of, zip(*needs, strict=True), strict=True):
-                    keyed.setdefault(km.bit_length() - 1, []).append(a)
-                    other_bits[a.id] = sorted(m for m in ms if m != km)
-        self._keys = sorted(self._keyed)
-        # Second level (`valid_actions` is on the expert's hot path: a station has some 200 actions, a dozen valid):
-        # per key atom, the actions grouped by one more positive precondition each, the one fewest of that key's
-        # actions share (an atop or has_item atom, mostly), so that only groups whose atom is true are checked.
-        self._index: dict[int, tuple[int, dict[int, list[GroundAction]], list[GroundAction]]] = {}
-        for key, acts in self._keyed.items():
-            share = collections.Counter(itertools.chain.from_iterable(other_bits[a.id] for a in acts))
-            groups: dict[int, list[GroundAction]] = {}
-            rest: list[GroundAction] = []
-            for a in acts:
-                masks = other_bits[a.id]
-                if masks:
-                    m = min(masks, key=share.__getitem__)  # masks ascend: ties go to the lowest atom
-                    groups.setdefault(m.bit_length() - 1, []).append(a)
-                else:
-                    rest.append(a)
-            self._index[key] = (sum(1 << b for b in groups), groups, rest)
-
+        ground_actions(self, domain, init)
         self._goal = _GoalMatcher(problem.goal, problem.var_kinds, self)
         self._symmetry = _Symmetry(self)
 
@@ -199,32 +58,6 @@ class World:
         return self._symmetry.key(state)
 
     # ------------------------------------------------------------------------------------------------------------
-    def _holds(self, atoms: int, lit: Literal, bind: dict[str, int]) -> bool:
-        bit = self.bit.get((lit.predicate, tuple(bind[p] for p in lit.params)))
-        return (bit is not None and bool(atoms >> bit & 1)) == lit.value
-
-    def _ground_effect(self, e: SpecialEffect, bind: dict[str, int]) -> int:
-        def ground(lits: tuple[Literal, ...]) -> tuple[tuple[int, bool], ...]:
-            return tuple((self.bit[(lit.predicate, tuple(bind[p] for p in lit.params))], lit.value) for lit in lits)
-
-        children = tuple(self._ground_effect(c, bind) for c in e.children)
-        created = None
-        if e.created:
-            fx_templates = tuple((lit.predicate, lit.params, lit.value) for lit in e.fx)
-            created = (e.created[0], e.created[2], fx_templates, {**bind})
-            fx: tuple = ()
-        else:
-            fx = ground(e.fx)
-        # Robotouille's equality (its effects' `__eq__`): kind, parameter object, effects, children and a
-        # conditional's conditions; counters are ignored ("cook patty1 on stove2" is not "... on stove1").
-        conditions = ground(e.conditions)
-        key = (e.kind, bind[e.param], fx, conditions, children, e.created)
-        if key not in self._effect_ids:
-            size = 1 + sum(self.effects[c].size for c in children)
-            self._effect_ids[key] = len(self.effects)
-            self.effects.append(GroundEffect(e.kind, bind[e.param], conditions, fx, children, size, created))
-        return self._effect_ids[key]
-
     # --- queries ------------------------------------------------------------------------------------------------
     def holds(self, state: State, predicate: str, *names: str) -> bool:
         """Whether an atom is true, by object names: `world.holds(s, "item_on", "bread1", "table2")`."""
@@ -360,42 +193,12 @@ class World:
     # --- text -------------------------------------------------------------------------------------------------
     @functools.cached_property
     def _render(self) -> tuple[list[list[tuple[tuple[int, int], str]]], list[str]]:
-        """(per atom bit: its lines, each keyed by (object index, the line's place in that object's block); per
-        object: its block's header), in Robotouille's order; built on the first rendering (searches never render)."""
-        per_object: list[list] = [[] for _ in self.objects]
-        for bit, (name, args) in enumerate(self.atoms):
-            pred = self.domain.predicates[name]
-            names = [self.objects[a].name for a in args]
-            for pos, i in enumerate(args):
-                # Robotouille lists an object's true atoms in its predicate table's order: predicates in file
-                # order, each one's atoms in the product order of its arguments (so atop(a, b) by a, then b).
-                per_object[i].append(((pred.order, args), bit, pred.descriptors[pos].format(*names)))
-        by_bit: list[list[tuple[tuple[int, int], str]]] = [[] for _ in self.atoms]
-        for i, lines in enumerate(per_object):
-            for rank, (_, bit, text) in enumerate(sorted(lines, key=lambda t: t[0])):
-                by_bit[bit].append(((i, rank), text))
-        headers = [f"{obj.type.capitalize()} {obj.name}:" for obj in self.objects]
-        return by_bit, headers
+        """`rendering.render_table`, built on the first rendering (searches never render)."""
+        return rendering.render_table(self)
 
     def describe_state(self, state: State) -> str:
-        """The object blocks of Robotouille's observation (true predicates only): the lines of the set bits, sorted
-        into their objects' blocks (objects with no true atom, the dormant meal slots, have none)."""
-        by_bit, headers = self._render
-        found = []
-        m = state.atoms
-        while m:
-            low = m & -m
-            m ^= low
-            found.extend(by_bit[low.bit_length() - 1])
-        found.sort()
-        blocks: list[list[str]] = []
-        current = -1
-        for (i, _), text in found:
-            if i != current:
-                current = i
-                blocks.append([headers[i]])
-            blocks[-1].append(text)
-        return "\n\n".join("\n".join(block) for block in blocks)
+        """The object blocks of Robotouille's observation (true predicates only; `rendering.describe_state`)."""
+        return rendering.describe_state(self, state)
 
     def observation(self, state: State, valid: list[GroundAction] | None = None) -> str:
         """Robotouille's observation string: object blocks, `Valid Actions:`, `Goal:`."""
@@ -404,37 +207,11 @@ class World:
         return f"{self.describe_state(state)}\n\nValid Actions:\n{actions}\n\nGoal: {self.problem.goal_description}"
 
 
-def _compile(lits, slot: dict[str, int], by_pred: dict[str, dict]) -> list[tuple[dict, object, bool]]:
-    """Per literal of a schema: (the masks, 1 << bit, of its predicate's atoms by argument key, a getter of that key
-    from the action's argument tuple, its value); the key is the object itself for one argument, else the tuple."""
-    out = []
-    for lit in lits:
-        get = operator.itemgetter(*(slot[p] for p in lit.params)) if lit.params else (lambda args: ())
-        out.append((by_pred.get(lit.predicate, {}), get, lit.value))
-    return out
-
-
-def _union(columns: list[list[int]], n: int) -> list[int]:
-    """Element-wise OR of equally long columns of masks (n zeros for none)."""
-    if not columns:
-        return [0] * n
-    out = columns[0]
-    for col in columns[1:]:
-        out = list(map(operator.or_, out, col))
-    return out
-
-
 def _bits(mask: int):
     while mask:
         low = mask & -mask
         mask ^= low
         yield low.bit_length() - 1
-
-
-def _walk(effects: tuple[SpecialEffect, ...]):
-    for e in effects:
-        yield e
-        yield from _walk(e.children)
 
 
 def goal_candidates(
