@@ -57,7 +57,6 @@ class World:
         """A key equal for states that differ only by renaming interchangeable objects (see `_Symmetry`)."""
         return self._symmetry.key(state)
 
-    # ------------------------------------------------------------------------------------------------------------
     # --- queries ------------------------------------------------------------------------------------------------
     def holds(self, state: State, predicate: str, *names: str) -> bool:
         """Whether an atom is true, by object names: `world.holds(s, "item_on", "bread1", "table2")`."""
