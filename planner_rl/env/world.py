@@ -360,13 +360,15 @@ class World:
     def _render(self) -> tuple[list[list[tuple[tuple[int, int], str]]], list[str]]:
         """(per atom bit: its lines, each keyed by (object index, the line's place in that object's block); per
         object: its block's header), in Robotouille's order; built on the first rendering (searches never render)."""
+        # Robotouille lists an object's true atoms in the order of its state's predicate dictionary: the domain's
+        # predicates in file order, each one's ground atoms in the product order of its argument types' object
+        # lists (the order `self.atoms` is built in), so a line's place is its atom's (predicate, bit).
         per_object: list[list] = [[] for _ in self.objects]
         for bit, (name, args) in enumerate(self.atoms):
             pred = self.domain.predicates[name]
             names = [self.objects[a].name for a in args]
             for pos, i in enumerate(args):
-                other = max((a for k, a in enumerate(args) if k != pos), default=-1)
-                per_object[i].append(((pred.order, other, pos), bit, pred.descriptors[pos].format(*names)))
+                per_object[i].append(((pred.order, bit), bit, pred.descriptors[pos].format(*names)))
         by_bit: list[list[tuple[tuple[int, int], str]]] = [[] for _ in self.atoms]
         for i, lines in enumerate(per_object):
             for rank, (_, bit, text) in enumerate(sorted(lines, key=lambda t: t[0])):
