@@ -35,16 +35,15 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from planner_rl.env.cooking import ground_world, make_world
-from planner_rl.env.planner import FEW_COLLECTIONS, NoPlanError, solve
+from planner_rl.env.families import ground_world, is_strips, make_world, planner_version, resolve_task, solve
+from planner_rl.env.planner import FEW_COLLECTIONS, NoPlanError
 from planner_rl.env.problem import ProblemError
-from planner_rl.env.tasks import TaskError, get_task, task_names
+from planner_rl.env.strips.task import PDDLTaskError
+from planner_rl.env.tasks import TaskError, task_names
 from planner_rl.env.world import World
 from planner_rl.parsing import format_target
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rewards import corrupt_label
-
-_PLANNER_SOURCES = ("domain.py", "problem.py", "layout.py", "world.py", "heuristic.py", "planner.py")
 
 
 # --- configuration values ----------------------------------------------------------------------------------------
@@ -71,11 +70,12 @@ def seed_list(spec: object, key: str = "seeds") -> list[int]:
 
 
 def task_list(spec: object) -> list[str]:
-    """Task names from a config value: `all`, a name, number or problem-file path (`*.json`), or a list of them."""
+    """Task names from a config value: `all` (Robotouille's 10), a task of any family (planner_rl/env/families.py:
+    a Robotouille name, number or `*.json` file, `blocks<n>`, a PDDL problem file or directory), or a list of them."""
     if spec == "all":
         return task_names()
     items = [spec] if isinstance(spec, (str, int)) else list(spec)
-    return [str(t) if str(t).endswith(".json") else get_task(t).name for t in items]
+    return [resolve_task(t) for t in items]
 
 
 def check_disjoint(train: list[int], test: list[int]) -> None:
@@ -95,17 +95,9 @@ class Trajectory:
     optimal: tuple[tuple[str, ...], ...]
 
 
-def _planner_version() -> str:
-    root = Path(__file__).parent / "env"
-    h = hashlib.sha256()
-    for name in _PLANNER_SOURCES:
-        h.update((root / name).read_bytes())
-    return h.hexdigest()[:16]
-
-
 def _instance_key(world: World) -> str:
     """A hash of everything the expert's answer depends on: the instance (initial state, goal) and the planner."""
-    text = world.observation(world.initial_state) + repr(world.problem.goal) + _planner_version()
+    text = world.observation(world.initial_state) + repr(world.problem.goal) + planner_version(is_strips(world))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -114,7 +106,8 @@ def expert_trajectory(
 ) -> Trajectory:
     """Solve one instance (or read its solution from the cache); `world`: its grounded world, if at hand."""
     world = make_world(task, seed) if world is None else world
-    path = Path(cache_dir) / f"{task}-{seed}-{_instance_key(world)}.json" if cache_dir else None
+    stem = hashlib.sha256(task.encode()).hexdigest()[:12] if "/" in task else task  # a path: no slashes in names
+    path = Path(cache_dir) / f"{stem}-{seed}-{_instance_key(world)}.json" if cache_dir else None
     if path is not None and path.exists():
         try:
             raw = json.loads(path.read_text())
@@ -266,7 +259,7 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
 def main(cfg: DictConfig) -> None:
     try:
         data, report = build_dataset(cfg)
-    except (TaskError, ProblemError, NoPlanError, ValueError) as e:
+    except (TaskError, ProblemError, PDDLTaskError, NoPlanError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     data.save_to_disk(cfg.out_dir)

@@ -67,12 +67,14 @@ class PromptConfig:
 DEFAULT_PROMPT = PromptConfig()
 
 
-def system_message(cfg: PromptConfig) -> str:
+def system_message(cfg: PromptConfig, world: object = None) -> str:
     """The system message; `brief` keeps only the output format (a fifth of a tiny-model prompt's tokens is the
-    domain text, which a model trained from scratch cannot read anyway)."""
+    domain text, which a model trained from scratch cannot read anyway). A world of another family (PDDL) brings its
+    own domain text (`world.domain_text`); the kitchen's is the default."""
     if cfg.system == "brief":
         return SYSTEM_FORMAT[cfg.output_format]
-    return f"{SYSTEM_DOMAIN}\n{SYSTEM_ACTIONS}\n{SYSTEM_FORMAT[cfg.output_format]}"
+    domain = getattr(world, "domain_text", None) or f"{SYSTEM_DOMAIN}\n{SYSTEM_ACTIONS}"
+    return f"{domain}\n{SYSTEM_FORMAT[cfg.output_format]}"
 
 
 def _schema_of_effects(world: World) -> dict[int, str]:
@@ -134,7 +136,10 @@ def user_message(
 ) -> str:
     """Robotouille's observation of `state`, then the progress, previous-action and feedback sections."""
     compact = cfg.observation == "compact"
-    parts = [compact_observation(world, state) if compact else world.describe_state(state)]
+    # a PDDL world has no hidden counters (progress: "nothing in progress") and its own compact view
+    own_compact = getattr(world, "compact_observation", None)
+    view = (own_compact(state) if own_compact else compact_observation(world, state)) if compact else None
+    parts = [view if compact else world.describe_state(state)]
     if cfg.valid_actions:
         parts.append("Valid Actions:\n" + "\n".join(a.text for a in world.valid_actions(state)))
     parts.append(f"Goal: {world.problem.goal_description}")
@@ -161,6 +166,6 @@ def build_messages(
 ) -> list[dict[str, str]]:
     """The chat messages (system, user) for one decision."""
     return [
-        {"role": "system", "content": system_message(cfg)},
+        {"role": "system", "content": system_message(cfg, world)},
         {"role": "user", "content": user_message(world, state, history, cfg, feedback)},
     ]

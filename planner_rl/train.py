@@ -54,6 +54,7 @@ from planner_rl.config import ConfigError, register_configs, typed
 from planner_rl.data import build_dataset, task_list
 from planner_rl.env.planner import NoPlanError
 from planner_rl.env.problem import ProblemError
+from planner_rl.env.strips.task import PDDLTaskError
 from planner_rl.env.tasks import TaskError
 from planner_rl.evaluate import EvalConfig, evaluate, protocol_line, transcript_rows, write_evaluation
 from planner_rl.grpo import GRPOConfig, zero_variance_groups
@@ -479,7 +480,8 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run_job(train, cfg, (ConfigError, ModelLoadError, TaskError, ProblemError, NoPlanError, FileNotFoundError))
+    run_job(train, cfg, (ConfigError, ModelLoadError, TaskError, ProblemError, PDDLTaskError, NoPlanError,
+                         FileNotFoundError))  # fmt: skip
 
 
 if __name__ == "__main__":
