@@ -180,3 +180,12 @@ def test_bad_files_name_file_and_field(tmp_path, domain, problem, match):
     assert str(tmp_path) in str(e.value)
     with pytest.raises(PDDLTaskError, match="no such domain file"):
         load_task(tmp_path / "missing.pddl", tmp_path / "p.pddl")
+
+
+def test_expert_command_on_blocksworld():
+    from omegaconf import OmegaConf
+
+    from planner_rl.expert import run
+
+    lines = run(OmegaConf.create({"task": "blocks6", "seed": 3, "pddl_dir": None, "max_expansions": 100_000}))
+    assert lines[-1] == f"steps: {len(lines) - 1}" == f"steps: {solve(make_world('blocks6', 3)).cost}"
