@@ -51,7 +51,7 @@ from planner_rl.checkpoint import (
     write_atomically,
 )
 from planner_rl.config import ConfigError, register_configs, typed
-from planner_rl.data import build_dataset, task_list
+from planner_rl.data import build_dataset, seed_list, task_list
 from planner_rl.env.planner import NoPlanError
 from planner_rl.env.problem import ProblemError
 from planner_rl.env.strips.task import PDDLTaskError
@@ -426,7 +426,8 @@ def train(cfg: DictConfig) -> dict:
         # --- data ---------------------------------------------------------------------------------------------------
         data, info = build_dataset(cfg)
         train_rows, test_rows = data["train"].to_list(), data["test"].to_list()
-        tasks, test_seeds = task_list(cfg.env.tasks), list(cfg.env.test_seeds)
+        # seed_list: a range "a-b" is a config's spelling too (list() of it would give its characters)
+        tasks, test_seeds = task_list(cfg.env.tasks), seed_list(cfg.env.test_seeds, "env.test_seeds")
         job.say(
             f"data: {info['examples']['train']} train / {info['examples']['test']} test prompts "
             f"({info['tasks']} tasks) in {info['seconds']:.1f} s; ambiguity {info['ambiguity']['rate']:.2%}"

@@ -59,3 +59,4 @@ def test_blocksworld_smoke_run(tmp_path):
     assert "SFT-only" in out.stdout and "SFT+GRPO" in out.stdout
     results = json.loads((run / "results.json").read_text())
     assert {"eval/blocks3/sr", "eval/blocks4/sr", "eval/sr"} <= set(results["final"])
+    assert results["final"]["eval/episodes"] == 4  # test_seeds "100-101" is two seeds (not the string's characters)

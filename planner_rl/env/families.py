@@ -88,6 +88,8 @@ def _pddl_files(task: str, seed: int | None) -> tuple[Path, Path]:
 
 def ground_world(task: str | int | Path, seed: int | None = None):
     """A newly grounded world of a task and seed, shared with nobody."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TaskError(f"{task}: a seed is an int or None, got {seed!r}")
     name = resolve_task(task)
     kind = family(name)
     if kind == "robotouille":
