@@ -90,10 +90,10 @@ def test_blocksworld_world_and_text_env():
     env = TextEnv("blocks4", seed=1)
     obs = env.reset(seed=1)
     assert obs.startswith("Blocks:\n") and "\n\nValid Actions:\n" in obs and "\n\nGoal: " in obs
-    assert env.goal == env.world.problem.goal_description and " is on " in env.goal
+    assert env.goal == env.world.problem.goal_description and " is directly on top of " in env.goal
     before, valid = env.state, env.valid_actions
-    assert valid and all(v.startswith(("pick up", "unstack")) for v in valid)
-    for bad in ["fly away", "", None, 3, "stack b1 on b1", valid[0].upper()]:
+    assert valid and all(v.startswith(("Pick up", "Unstack")) for v in valid)
+    for bad in ["fly away", "", None, 3, "Stack b1 on top of b1", valid[0].upper()]:
         obs2, reward, done, info = env.step(bad)
         assert not info["valid"] and env.state == before and env.steps == 0 and obs2 == obs and reward == 0.0
         assert info["feedback"].startswith(INVALID_FEEDBACK.split("'")[0])

@@ -167,6 +167,6 @@ def task_rank(task: str) -> tuple:
 class TextEnv(CookingEnv):
     """`CookingEnv`'s gym-like text interface (reset / step / valid actions / goal; invalid text leaves the state
     unchanged, counts no step and returns Robotouille's feedback) over a world of any family:
-    `TextEnv("blocks5", seed=3).step("pick up b1")`."""
+    `TextEnv("blocks5", seed=3).step("Pick up b1")`."""
 
     world_of = staticmethod(make_world)

@@ -22,26 +22,29 @@ NAME = re.compile(r"blocks(\d+)")
 MIN_BLOCKS, MAX_BLOCKS = 2, 20
 LEVELS = tuple(range(3, 9))  # the shipped task set: blocks3 .. blocks8
 
+# Worded with Robotouille's words (and close to PlanBench's), so the embedded tiny model's word-level vocabulary,
+# built from the cooking prompts, has one token per word: `put down`, `clear`, `hand` would be spelt letter by letter.
 TEXTS = Texts(
     facts={
-        "on": "{0} is on {1}",
+        "on": "{0} is directly on top of {1}",
         "ontable": "{0} is on the table",
-        "clear": "{0} is clear",
-        "handempty": "the hand is empty",
-        "holding": "the hand is holding {0}",
+        "clear": "{0} has nothing above it",
+        "handempty": "the robot is holding nothing",
+        "holding": "the robot is holding {0}",
     },
     actions={
-        "pick-up": "pick up {0}",
-        "put-down": "put down {0}",
-        "stack": "stack {0} on {1}",
-        "unstack": "unstack {0} from {1}",
+        "pick-up": "Pick up {0}",
+        "put-down": "Place {0} on the table",
+        "stack": "Stack {0} on top of {1}",
+        "unstack": "Unstack {0} from {1}",
     },
     domain=(
-        "You stack blocks with a robot hand. Blocks stand on the table or on one other block; the hand holds at most "
-        "one block. You can pick up a clear block from the table, put down the block you hold on the table, stack it "
-        "on a clear block, or unstack a clear block from the block under it. Each turn you see the facts that are "
-        "true, the valid actions and the goal, and you choose the next action. Reach the goal in as few actions as "
-        "possible.\nWrite the action exactly as it appears in the list of valid actions, e.g. `unstack b1 from b2`."
+        "You stack blocks with a robot. Blocks stand on the table or directly on top of one other block; the robot "
+        "holds at most one block. It can pick up a block from the table that has nothing above it, place the block "
+        "it holds on the table, stack it on top of a block that has nothing above it, or unstack a block that has "
+        "nothing above it from the block under it. Each turn you see the facts that are true, the valid actions and "
+        "the goal, and you choose the next action. Reach the goal in as few actions as possible.\n"
+        "Write the action exactly as it appears in the list of valid actions, e.g. `Unstack b1 from b2`."
     ),
     state_header="Blocks:",
 )
