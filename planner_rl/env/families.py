@@ -23,7 +23,7 @@ from pathlib import Path
 
 from planner_rl.env.cooking import CookingEnv
 from planner_rl.env.cooking import ground_world as cooking_world
-from planner_rl.env.strips.blocksworld import MAX_BLOCKS, MIN_BLOCKS
+from planner_rl.env.strips.blocksworld import MAX_BLOCKS, MIN_BLOCKS, blocks_of
 from planner_rl.env.tasks import TaskError, get_task
 
 _WORLD_CACHE_SIZE = 64
@@ -34,8 +34,6 @@ _STRIPS_SOURCES = ("strips/task.py", "strips/world.py", "strips/search.py", "str
 
 def family(task: str) -> str:
     """`robotouille`, `blocksworld` or `pddl` for a resolved task name (see `resolve_task`)."""
-    from planner_rl.env.strips.blocksworld import blocks_of
-
     if blocks_of(task) is not None:
         return "blocksworld"
     return "pddl" if task.endswith(".pddl") or Path(task).is_dir() else "robotouille"
@@ -43,8 +41,6 @@ def family(task: str) -> str:
 
 def resolve_task(spec: str | int) -> str:
     """The canonical name of a task spec (Robotouille names become their file stem's name); `TaskError` if none."""
-    from planner_rl.env.strips.blocksworld import blocks_of
-
     text = str(spec)
     n = blocks_of(text)
     if n is not None:
@@ -98,7 +94,7 @@ def ground_world(task: str | int | Path, seed: int | None = None):
     from planner_rl.env.strips.world import StripsWorld
 
     if kind == "blocksworld":
-        from planner_rl.env.strips.blocksworld import DOMAIN_FILE, TEXTS, blocks_of, problem_pddl
+        from planner_rl.env.strips.blocksworld import DOMAIN_FILE, TEXTS, problem_pddl
 
         n = blocks_of(name)
         text = problem_pddl(n, 0 if seed is None else seed)
@@ -154,7 +150,6 @@ def task_budget(task: str) -> int | None:
 @cache
 def task_rank(task: str) -> tuple:
     """A sort key for tables: Robotouille's task order, then Blocksworld by blocks, then paths by name."""
-    from planner_rl.env.strips.blocksworld import blocks_of
     from planner_rl.env.tasks import task_names
 
     names = task_names()
