@@ -25,6 +25,7 @@ import gc
 import hashlib
 import json
 import os
+import random
 import sys
 import time
 from collections import defaultdict
@@ -40,7 +41,7 @@ from planner_rl.env.planner import FEW_COLLECTIONS, NoPlanError, solve
 from planner_rl.env.problem import ProblemError
 from planner_rl.env.tasks import TaskError, get_task, task_names
 from planner_rl.env.world import World
-from planner_rl.parsing import format_target
+from planner_rl.parsing import format_target, parse_completion, refusal
 from planner_rl.progress import Progress
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rewards import corrupt_label
@@ -153,7 +154,8 @@ def trajectory_examples(
     label_noise_seed: int = 0,
     world: World | None = None,
 ) -> list[dict]:
-    """One example per non-goal state of the trajectory, replaying the plan in the world to render each prompt."""
+    """One example per non-goal state of the trajectory, replaying the plan in the world to render each prompt;
+    with `prompt.feedback_examples` > 0, a share of the states once more after a refused answer (`feedback_example`)."""
     world = make_world(traj.task, traj.seed) if world is None else world
     state, out = world.initial_state, []
     for step, action in enumerate(traj.plan):
@@ -172,6 +174,9 @@ def trajectory_examples(
         label, corrupted = corrupt_label(example, label_noise, label_noise_seed) if label_noise else (action, False)
         example.update(label=label, label_corrupted=corrupted, target=format_target(label, prompt.output_format))
         out.append(example)
+        draw = random.Random(f"{traj.task}-{traj.seed}-{step}").random() if prompt.feedback_examples else 1.0
+        if draw < prompt.feedback_examples:  # the same states whatever else changes
+            out += feedback_example(example, traj.plan, world, state, prompt)
         chosen = next((a for a in valid if a.text == action), None)
         if chosen is None:
             raise ValueError(
@@ -181,6 +186,21 @@ def trajectory_examples(
     if not world.is_goal(state):
         raise ValueError(f"{traj.task} seed {traj.seed}: the expert plan does not reach the goal")
     return out
+
+
+def feedback_example(example: dict, plan: list[str], world: World, state, prompt: PromptConfig) -> list[dict]:
+    """The same state as the closed loop shows it after a refused answer: Robotouille's `Feedback:` section quoting
+    an invalid action (one of the plan's other actions, invalid here), the expert's action still the target. The
+    expert never errs, so without these no training prompt has that section. [] when every plan action is valid."""
+    valid = example["valid_actions"]
+    wrong = [a for a in dict.fromkeys(plan) if a not in valid]
+    if not wrong:
+        return []
+    answer = format_target(random.Random(f"{example['task']}-{example['seed']}-{example['step']}-w").choice(wrong),
+                           prompt.output_format)  # fmt: skip
+    feedback = refusal(answer, parse_completion(answer, prompt.output_format, valid))
+    messages = build_messages(world, state, example["history"], prompt, feedback)
+    return [example | {"prompt": messages}]
 
 
 def ambiguity(examples: list[dict]) -> dict:
