@@ -203,6 +203,10 @@ def feedback_example(example: dict, plan: list[str], world: World, state, prompt
     return [example | {"prompt": messages}]
 
 
+def is_feedback_example(example: dict) -> bool:
+    return "\n\nFeedback: " in example["prompt"][-1]["content"]
+
+
 def ambiguity(examples: list[dict]) -> dict:
     """How many distinct prompts map to more than one expert action (the method needs a function prompt -> action)."""
     actions: dict[str, set[str]] = defaultdict(set)
@@ -303,6 +307,7 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
     }
     t0 = time.perf_counter()
     splits = build_splits(tasks, seeds, prompt, opts)
+    splits["test"] = [ex for ex in splits["test"] if not is_feedback_example(ex)]  # test = the expert's own states
     seconds = time.perf_counter() - t0
     report = {
         "tasks": len(tasks),

@@ -169,7 +169,8 @@ def test_grpo_seeds_make_a_split_of_their_own_layouts():
 def test_feedback_examples_repeat_a_share_of_states_after_a_refused_answer():
     args = ("env.tasks=[cheeseburger]", "env.train_seeds=0-3", "env.test_seeds=[9]", "prompt.history=0")
     plain = build_dataset(_cfg(*args))[0]["train"]
-    mixed = build_dataset(_cfg(*args, "prompt.feedback_examples=0.5"))[0]["train"]
+    mixed, test = build_dataset(_cfg(*args, "prompt.feedback_examples=0.5"))[0].values()
+    assert len(test) > 0 and not any("Feedback: " in ex["prompt"][1]["content"] for ex in test)  # expert states only
     shown = [ex for ex in mixed if "Feedback: " in ex["prompt"][1]["content"]]
     assert 0 < len(shown) < len(plain) and len(mixed) == len(plain) + len(shown)
     by_state = {(ex["seed"], ex["step"]): ex for ex in plain}
