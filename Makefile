@@ -8,9 +8,12 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_THREADS ?= 1
+BENCH_ARGS ?=
+
+ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all test-vllm lint format bench bench-env bench-grpo clean
+.PHONY: help install run test docs-check test-all test-vllm lint format bench bench-env bench-grpo clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -24,8 +27,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the project with its test extras (idempotent)
 
+# The main job (README): data -> SFT -> GRPO -> multi-turn eval, ~16 min on 2 CPU cores; ARGS: Hydra overrides,
+# e.g. make run ARGS='debug=smoke' or make run ARGS='seed=1 hydra.run.dir=outputs/long_horizon/seed1'
+run: $(STAMP)  ## install if needed, then the main job (+experiment=long_horizon); ARGS='...' adds Hydra overrides
+	$(PY) -m planner_rl.train +experiment=long_horizon $(ARGS)
+
 test: $(STAMP)  ## run the test suite (not slow, not gpu)
 	$(PY) -m pytest -m "not slow and not gpu" -q
+
+docs-check: $(STAMP)  ## every command of README.md and docs/*.md in its cheap form (tests/test_docs_commands.py)
+	$(PY) -m pytest tests/test_docs_commands.py -q
 
 test-all: $(STAMP)  ## run every CPU test, slow ones included
 	$(PY) -m pytest -m "not gpu" -q
@@ -75,7 +86,7 @@ bench: $(BENCH_STAMP)  ## benchmark suite: env + expert, lockstep eval, planner_
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) -m planner_rl.bench.step --out outputs/bench/step.json
 
 bench-env: $(STAMP)  ## env steps/s and expert planning time per task
-	$(PY) -m planner_rl.bench.env
+	$(PY) -m planner_rl.bench.env $(BENCH_ARGS)
 
 bench-grpo: $(STAMP)  ## what sharing a group's prompt saves in sampling and in the update (tiny model)
 	$(PY) -m planner_rl.bench.grpo

@@ -1,31 +1,39 @@
 """Training checkpoints that a kill at any moment cannot break, and the choice of one to resume from.
 
-    <run dir>/checkpoints/step_000010/   model weights (+ tokenizer), optimizer.pt, loop.pt, then a COMPLETE marker
+    <run dir>/checkpoints/step_000010/   model weights (+ tokenizer), optimizer.pt, loop.json + rng.safetensors,
+                                         MANIFEST.json (each file's size and sha256), then a COMPLETE marker
     <run dir>/checkpoints/latest         the newest complete checkpoint's name
 
-A checkpoint is written into `.tmp-step_N/`, marked COMPLETE, then renamed (atomic on one file system); `latest` is
-replaced atomically after that. A kill leaves at worst a `.tmp-*` folder, which the next save removes; resuming only
-ever considers renamed folders holding the marker, so it never reads half a checkpoint.
+A checkpoint is written into `.tmp-step_N/`, given its manifest, marked COMPLETE, then renamed (atomic on one file
+system); `latest` is replaced atomically after that. A kill leaves at worst a `.tmp-*` folder, which the next save
+removes; a failed write (a full disk) removes it at once and raises CheckpointError naming the folder. Resuming only
+ever considers renamed folders holding the marker, and only those whose files match their manifest
+(planner_rl/integrity.py): a damaged newest checkpoint is skipped with a warning for the one before it.
 
-A training checkpoint holds the update backend's state (`backend.save`) and the loop's (`loop.pt`: step, data-order
-position, tokens generated, every RNG, the records' byte offsets), which is all a resumed run needs to continue
-bit for bit (`save_training_checkpoint`, `resume_training`).
+A training checkpoint holds the update backend's state (`backend.save`) and the loop's (loop.json + rng.safetensors:
+step, data-order position, tokens generated, the newest evaluation, every RNG, the records' byte offsets), which is
+all a resumed run needs to continue bit for bit (`save_training_checkpoint`, `resume_training`). Nothing in it is a
+pickle: nothing read from a checkpoint can run code.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
 import os
 import random
 import shutil
+import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from planner_rl.integrity import CheckpointError, check_manifest, load_loop, save_loop, write_manifest
 
 MARKER = "COMPLETE"
 
@@ -43,18 +51,75 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.removeprefix("step_")))
 
 
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def find_resume(run_dir: Path, resume: str) -> Path | None:
-    """The checkpoint to continue from: `auto` the newest complete one of this run (None if there is none), `none`
-    nothing, anything else a checkpoint directory (an error if it is not a complete one)."""
+    """The checkpoint to continue from: `auto` the newest complete one of this run that passes its manifest check
+    (None if the run has none; damaged ones are skipped with a warning, CheckpointError if every one is damaged),
+    `none` nothing, anything else a checkpoint directory (an error if it is not a complete, undamaged one)."""
     if resume == "none":
         return None
     if resume == "auto":
         done = complete_checkpoints(run_dir)
-        return done[-1] if done else None
+        for path in reversed(done):
+            try:
+                check_manifest(path)
+                return path
+            except CheckpointError as e:
+                warn(f"skipping checkpoint {path.name}: {e}")
+        if done:
+            raise CheckpointError(
+                f"{checkpoint_dir(run_dir)}: every complete checkpoint is damaged (see the warnings); move them away "
+                "to start the run over, or resume from a copy with trainer.resume=<checkpoint dir>"
+            )
+        return None
     path = Path(resume).expanduser()
     if not (path / MARKER).exists():
         raise FileNotFoundError(f"trainer.resume={resume!r}: not a complete checkpoint directory (no {MARKER} in it)")
+    check_manifest(path)
     return path
+
+
+def usable(folder: Path) -> bool:
+    """Whether a stage or cache folder is complete and passes its manifest check. A complete one that fails it is
+    removed with a warning, so that it is made again (these folders are derived: nothing is lost)."""
+    folder = Path(folder)
+    if not is_complete(folder):
+        return False
+    try:
+        check_manifest(folder)
+        return True
+    except CheckpointError as e:
+        warn(f"{e}; removing it, it is made again")
+        doomed = folder.parent / f".tmp-{folder.name}-damaged-{os.getpid()}"
+        try:
+            folder.rename(doomed)  # out of the way at once, also for another job that looks at it now
+        except OSError:
+            return False
+        shutil.rmtree(doomed, ignore_errors=True)
+        return False
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(error: BaseException, where: Path) -> bool:
+    """Whether `error` (from any writer: open/write, torch.save, safetensors) is a full disk or quota at `where`."""
+    chain = [error]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    if any(getattr(e, "errno", None) in DISK_FULL for e in chain):
+        return True
+    text = " ".join(str(e) for e in chain)
+    if "No space left" in text or "StorageFull" in text or "os error 28" in text or "Disk quota" in text:
+        return True
+    try:  # torch.save's writer says only "file write failed"
+        st = os.statvfs(where)
+        return st.f_bavail * st.f_frsize < (1 << 20)
+    except OSError:
+        return False
 
 
 def write_atomically(
@@ -72,11 +137,22 @@ def write_atomically(
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed write
         tmp.mkdir()
     sync()
-    write(tmp)
-    sync()
+    try:
+        write(tmp)
+        sync()
+        if main:
+            write_manifest(tmp)
+            (tmp / MARKER).write_text("")
+            _fsync_tree(tmp)
+    except Exception as e:
+        if not disk_full(e, final.parent):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # frees the space it took; nothing is marked complete
+        raise CheckpointError(
+            f"disk full while writing {final} ({e}); nothing was marked complete. Free space under {final.parent} "
+            "and run the same command again: the run continues from its last complete checkpoint"
+        ) from e
     if main:
-        (tmp / MARKER).write_text("")
-        _fsync_tree(tmp)
         if final.exists():  # a re-run of the same step after a resume from an older checkpoint
             shutil.rmtree(final)
         tmp.rename(final)
@@ -115,6 +191,7 @@ class LoopState:
     step: int = 0  # optimizer steps taken
     position: int = 0  # global data-order position of the next draw
     generated: int = 0  # completion tokens sampled so far, all ranks
+    last_eval: dict = field(default_factory=dict)  # the newest evaluation's metrics ({} before the first)
 
 
 def rng_state() -> dict:
@@ -136,8 +213,9 @@ def _write_training_checkpoint(tmp: Path, backend, tokenizer, state: LoopState, 
     backend.save(tmp)  # collective
     if main:
         tokenizer.save_pretrained(tmp)
-        loop = asdict(state) | {"rng": rng_state(), "offsets": records.offsets()}
-        torch.save(loop, tmp / "loop.pt")
+        loop = asdict(state)
+        loop["eval"] = loop.pop("last_eval")
+        save_loop(tmp, loop | {"rng": rng_state(), "offsets": records.offsets()})  # JSON + safetensors, no pickle
 
 
 def save_training_checkpoint(
@@ -158,11 +236,11 @@ def resume_training(run_dir: Path, resume: str, backend, records, stage_offsets:
     if ckpt is None:
         records.truncate(stage_offsets)
         return LoopState(), None
+    loop = load_loop(ckpt)  # every field checked before the backend reads anything (a trust boundary: integrity.py)
     backend.load(ckpt)
-    loop = torch.load(ckpt / "loop.pt", weights_only=False)
     set_rng_state(loop["rng"])
     records.truncate(loop["offsets"])
-    return LoopState(loop["step"], loop["position"], loop.get("generated", 0)), ckpt
+    return LoopState(loop["step"], loop["position"], loop["generated"], loop["eval"]), ckpt
 
 
 def _fsync_tree(path: Path) -> None:
@@ -202,16 +280,36 @@ def store_stage(stage_dir: Path, cache: Path, records: dict[str, str]) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(stage_dir, tmp)
     (tmp / "records.json").write_text(json.dumps(records))
+    write_manifest(tmp)  # now with records.json
     try:
         tmp.rename(cache)
     except OSError:  # another job stored it meanwhile
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def load_stage(stage_dir: Path) -> dict:
+    """stage.json of the SFT stage: whether weights were trained, the step-0 evaluation and the records' offsets."""
+    path = Path(stage_dir) / "stage.json"
+    try:
+        stage = json.loads(path.read_text())
+        ok = isinstance(stage["trained"], bool) and isinstance(stage["baseline"], dict)
+        ok = ok and all(isinstance(v, int) and v >= 0 for v in stage["offsets"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
+    if not ok:
+        raise CheckpointError(f"{path}: needs trained (true/false), baseline (an object), offsets ({{file: bytes}})")
+    return stage
+
+
 def restore_stage(cache: Path, stage_dir: Path) -> dict[str, str]:
-    """Copy a cached stage into a run as `stage_dir` (atomic); returns the records that led to it."""
+    """Copy a cached stage into a run as `stage_dir` (atomic; the copy keeps records.json, which its manifest
+    lists); returns the records that led to it."""
     tmp = stage_dir.parent / f".tmp-{stage_dir.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(cache, tmp, ignore=shutil.ignore_patterns("records.json"))
+    shutil.copytree(cache, tmp)
+    records = json.loads((tmp / "records.json").read_text())
+    if not (isinstance(records, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in records.items())):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"{cache}/records.json: must map file names to their text")
     tmp.rename(stage_dir)
-    return json.loads((cache / "records.json").read_text())
+    return records

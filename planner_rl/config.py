@@ -34,6 +34,7 @@ class EnvConfig:
     tasks: Any = "all"  # `all`, a task name / number / problem-file path, or a list of them
     train_seeds: Any = "1000-1099"  # layouts of the training data: a list of ints or a range "a-b"
     test_seeds: Any = field(default_factory=lambda: [42, 84, 126, 168, 210, 252, 294, 336, 378, 420])
+    grpo_seeds: Any = None  # layouts GRPO draws its prompts from; null: train_seeds (the SFT data, the paper's)
 
 
 @dataclass

@@ -25,6 +25,7 @@ import gc
 import hashlib
 import json
 import os
+import random
 import sys
 import time
 from collections import defaultdict
@@ -41,7 +42,8 @@ from planner_rl.env.problem import ProblemError
 from planner_rl.env.strips.task import PDDLTaskError
 from planner_rl.env.tasks import TaskError, task_names
 from planner_rl.env.world import World
-from planner_rl.parsing import format_target
+from planner_rl.parsing import format_target, parse_completion, refusal
+from planner_rl.progress import Progress
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rewards import corrupt_label
 
@@ -78,10 +80,10 @@ def task_list(spec: object) -> list[str]:
     return [resolve_task(t) for t in items]
 
 
-def check_disjoint(train: list[int], test: list[int]) -> None:
+def check_disjoint(train: list[int], test: list[int], key: str = "env.train_seeds") -> None:
     overlap = sorted(set(train) & set(test))
     if overlap:
-        raise ValueError(f"env.train_seeds and env.test_seeds overlap on {overlap}: test layouts must be unseen")
+        raise ValueError(f"{key} and env.test_seeds overlap on {overlap}: test layouts must be unseen")
 
 
 # --- expert trajectories -----------------------------------------------------------------------------------------
@@ -106,22 +108,35 @@ def expert_trajectory(
 ) -> Trajectory:
     """Solve one instance (or read its solution from the cache); `world`: its grounded world, if at hand."""
     world = make_world(task, seed) if world is None else world
-    stem = hashlib.sha256(task.encode()).hexdigest()[:12] if "/" in task else task  # a path: no slashes in names
-    path = Path(cache_dir) / f"{stem}-{seed}-{_instance_key(world)}.json" if cache_dir else None
+    path = _cache_path(cache_dir, task, seed, world) if cache_dir else None
     if path is not None and path.exists():
         try:
             raw = json.loads(path.read_text())
-            return Trajectory(task, seed, tuple(raw["plan"]), tuple(tuple(o) for o in raw["optimal"]))
-        except (json.JSONDecodeError, KeyError, TypeError):
+            plan, optimal = tuple(raw["plan"]), tuple(tuple(o) for o in raw["optimal"])
+            texts = [*plan, *(a for o in optimal for a in o)]
+            if len(optimal) == len(plan) and all(isinstance(a, str) for a in texts):
+                return Trajectory(task, seed, plan, optimal)
+        except (ValueError, KeyError, TypeError, AttributeError):
             pass  # a damaged entry is solved again and rewritten
     sol = solve(world)
     traj = Trajectory(task, seed, tuple(sol.texts), tuple(tuple(a.text for a in o) for o in sol.optimal_actions))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"plan": traj.plan, "optimal": traj.optimal}))
-        tmp.replace(path)  # atomic: readers see the old entry or the whole new one
+    if cache_dir:
+        store_trajectory(traj, cache_dir, world)
     return traj
+
+
+def _cache_path(cache_dir: str, task: str, seed: int | None, world: World) -> Path:
+    stem = hashlib.sha256(task.encode()).hexdigest()[:12] if "/" in task else task  # a path: no slashes in names
+    return Path(cache_dir) / f"{stem}-{seed}-{_instance_key(world)}.json"
+
+
+def store_trajectory(traj: Trajectory, cache_dir: str, world: World) -> None:
+    """Write a solved plan into the expert cache (atomically: readers see the old entry or the whole new one)."""
+    path = _cache_path(cache_dir, traj.task, traj.seed, world)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"plan": traj.plan, "optimal": traj.optimal}))
+    tmp.replace(path)
 
 
 # --- examples ----------------------------------------------------------------------------------------------------
@@ -132,7 +147,8 @@ def trajectory_examples(
     label_noise_seed: int = 0,
     world: World | None = None,
 ) -> list[dict]:
-    """One example per non-goal state of the trajectory, replaying the plan in the world to render each prompt."""
+    """One example per non-goal state of the trajectory, replaying the plan in the world to render each prompt;
+    with `prompt.feedback_examples` > 0, a share of the states once more after a refused answer (`feedback_example`)."""
     world = make_world(traj.task, traj.seed) if world is None else world
     state, out = world.initial_state, []
     for step, action in enumerate(traj.plan):
@@ -151,6 +167,9 @@ def trajectory_examples(
         label, corrupted = corrupt_label(example, label_noise, label_noise_seed) if label_noise else (action, False)
         example.update(label=label, label_corrupted=corrupted, target=format_target(label, prompt.output_format))
         out.append(example)
+        draw = random.Random(f"{traj.task}-{traj.seed}-{step}").random() if prompt.feedback_examples else 1.0
+        if draw < prompt.feedback_examples:  # the same states whatever else changes
+            out += feedback_example(example, traj.plan, world, state, prompt)
         chosen = next((a for a in valid if a.text == action), None)
         if chosen is None:
             raise ValueError(
@@ -160,6 +179,25 @@ def trajectory_examples(
     if not world.is_goal(state):
         raise ValueError(f"{traj.task} seed {traj.seed}: the expert plan does not reach the goal")
     return out
+
+
+def feedback_example(example: dict, plan: list[str], world: World, state, prompt: PromptConfig) -> list[dict]:
+    """The same state as the closed loop shows it after a refused answer: Robotouille's `Feedback:` section quoting
+    an invalid action (one of the plan's other actions, invalid here), the expert's action still the target. The
+    expert never errs, so without these no training prompt has that section. [] when every plan action is valid."""
+    valid = example["valid_actions"]
+    wrong = [a for a in dict.fromkeys(plan) if a not in valid]
+    if not wrong:
+        return []
+    answer = format_target(random.Random(f"{example['task']}-{example['seed']}-{example['step']}-w").choice(wrong),
+                           prompt.output_format)  # fmt: skip
+    feedback = refusal(answer, parse_completion(answer, prompt.output_format, valid))
+    messages = build_messages(world, state, example["history"], prompt, feedback)
+    return [example | {"prompt": messages}]
+
+
+def is_feedback_example(example: dict) -> bool:
+    return "\n\nFeedback: " in example["prompt"][-1]["content"]
 
 
 def ambiguity(examples: list[dict]) -> dict:
@@ -178,7 +216,16 @@ def _instance_job(job: tuple) -> list[dict]:
     # tables) alive, and the collector's full passes walk whatever is alive (a quarter of a solve's time).
     world = ground_world(task, seed)
     traj = expert_trajectory(task, seed, opts.get("expert_cache"), world)
-    return trajectory_examples(traj, prompt, opts.get("label_noise", 0.0), opts.get("label_noise_seed", 0), world)
+    noise = (opts.get("label_noise", 0.0), opts.get("label_noise_seed", 0))
+    try:
+        return trajectory_examples(traj, prompt, *noise, world)
+    except ValueError:  # a cached plan that does not replay (a damaged or hand-edited entry): solve again
+        if not opts.get("expert_cache"):
+            raise
+        traj = expert_trajectory(task, seed, None, world)
+        examples = trajectory_examples(traj, prompt, *noise, world)
+        store_trajectory(traj, opts["expert_cache"], world)
+        return examples
 
 
 def _fewer_collections() -> None:
@@ -200,11 +247,15 @@ def build_splits(tasks: list[str], splits: dict[str, list[int]], prompt: PromptC
     with a long one at the end."""
     jobs = [(t, s, prompt, opts) for seeds in splits.values() for t in tasks for s in seeds]
     num_proc = opts.get("num_proc", 1)
+    bar = Progress("data", len(jobs), unit="instance")
     if num_proc <= 1 or len(jobs) < 4:
         previous = gc.get_threshold()
         _fewer_collections()
         try:
-            chunks = [_instance_job(job) for job in jobs]
+            chunks = []
+            for job in jobs:
+                chunks.append(_instance_job(job))
+                bar.update(1)
         finally:
             gc.set_threshold(*previous)
     else:
@@ -215,6 +266,8 @@ def build_splits(tasks: list[str], splits: dict[str, list[int]], prompt: PromptC
             # small chunks: solve times vary 1000x
             for n, chunk in zip(order, pool.map(_instance_job, [jobs[n] for n in order], chunksize=2), strict=True):
                 chunks[n] = chunk
+                bar.update(1)
+    bar.close()
     out, at = {}, 0
     for name, seeds in splits.items():
         size = len(tasks) * len(seeds)
@@ -225,13 +278,18 @@ def build_splits(tasks: list[str], splits: dict[str, list[int]], prompt: PromptC
 
 def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
     """The DatasetDict {train, test} for a config with `env`, `prompt` and the keys of conf/data.yaml, and a report
-    (examples per split, ambiguity, seconds)."""
+    (examples per split, ambiguity, seconds); with `env.grpo_seeds` set also a `grpo` split, the prompts GRPO draws
+    from (layouts SFT never saw, where the SFT model still errs)."""
     from datasets import Dataset, DatasetDict
 
     tasks = task_list(cfg.env.tasks)
     train_seeds = seed_list(cfg.env.train_seeds, "env.train_seeds")
     test_seeds = seed_list(cfg.env.test_seeds, "env.test_seeds")
     check_disjoint(train_seeds, test_seeds)
+    seeds = {"train": train_seeds, "test": test_seeds}
+    if cfg.env.get("grpo_seeds") is not None:
+        seeds["grpo"] = seed_list(cfg.env.grpo_seeds, "env.grpo_seeds")
+        check_disjoint(seeds["grpo"], test_seeds, "env.grpo_seeds")
     prompt = PromptConfig(**cfg.prompt)
     num_proc = cfg.get("num_proc", 0) or os.cpu_count() or 1
     opts = {
@@ -241,7 +299,8 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
         "label_noise_seed": cfg.get("label_noise_seed", 0),
     }
     t0 = time.perf_counter()
-    splits = build_splits(tasks, {"train": train_seeds, "test": test_seeds}, prompt, opts)
+    splits = build_splits(tasks, seeds, prompt, opts)
+    splits["test"] = [ex for ex in splits["test"] if not is_feedback_example(ex)]  # test = the expert's own states
     seconds = time.perf_counter() - t0
     report = {
         "tasks": len(tasks),

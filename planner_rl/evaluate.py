@@ -39,19 +39,17 @@ import torch
 
 from planner_rl.config import ConfigError, register_configs, typed
 from planner_rl.data import Trajectory, expert_trajectory, seed_list, task_list, trajectory_examples
-from planner_rl.env.cooking import INVALID_FEEDBACK
 from planner_rl.env.families import make_world, task_budget
 from planner_rl.env.tasks import BUDGET_MULTIPLIER
 from planner_rl.env.world import GroundAction, State, World
 from planner_rl.eval_protocol import EvalConfig
-from planner_rl.parsing import Parsed, format_target, parse_completion
+from planner_rl.parsing import format_target, parse_completion, refusal
+from planner_rl.progress import Progress
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rollout import RolloutBackend, Sampling
 from planner_rl.rollout.hf import HFRollout, answer_ids, encode_prompt, stop_ids
 from planner_rl.rollout.restricted import answer_choices, choice_log_probs
 from planner_rl.sft import IGNORE, collate
-
-SHOWN_CHARS = 120  # a refused answer is quoted in the next prompt up to this length, so prompts stay bounded
 
 
 class Instance(NamedTuple):
@@ -105,16 +103,6 @@ Decider = Callable[[list[Episode], list[list[dict[str, str]]]], list[str]]
 def episode_budget(task: str, t_gt: int, mode: str) -> int:
     budget = None if mode == "optimal" else task_budget(task)  # None: a family with no configured horizon (PDDL)
     return math.ceil(BUDGET_MULTIPLIER * t_gt) if budget is None else budget
-
-
-def refusal(completion: object, parsed: Parsed) -> str:
-    """Robotouille's feedback for a refused answer, quoting its action text (or the whole answer when it has
-    none), plus the parse error."""
-    shown = parsed.text if parsed.text is not None else completion if isinstance(completion, str) else repr(completion)
-    shown = " ".join(shown.split())  # one line: the feedback sits in the middle of the next prompt
-    if len(shown) > SHOWN_CHARS:
-        shown = shown[:SHOWN_CHARS] + "..."
-    return f"{INVALID_FEEDBACK.format(shown)} Reason: {parsed.error}."
 
 
 def _ground(world: World, state: State, text: str) -> GroundAction:
@@ -402,7 +390,15 @@ def evaluate(
     instances = [Instance(tr.task, tr.seed, len(tr.plan)) for tr in trajectories for _ in range(cfg.episodes)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # sampled decoding: the same episodes for the same weights and config
-        episodes = play(instances, prompt_cfg, cfg, rollout_decider(rollout, tokenizer, cfg, prompt_cfg.output_format))
+        decide = rollout_decider(rollout, tokenizer, cfg, prompt_cfg.output_format)
+        most = sum(episode_budget(i.task, i.t_gt, cfg.budget) for i in instances)  # answers, if all fail
+        with Progress("eval", most, unit="answer") as bar:
+
+            def decide_and_count(active: list[Episode], messages: list) -> list[str]:
+                bar.update(len(active), episodes_left=len(active))
+                return decide(active, messages)
+
+            episodes = play(instances, prompt_cfg, cfg, decide_and_count)
     summary = summarize(episodes)
     paths = []
     summary["play_seconds"] = time.perf_counter() - start

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import secrets
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +100,21 @@ def json_safe(value):
     return value
 
 
+def sound_prefix(path: Path, limit: int) -> int:
+    """The longest prefix of the JSONL file `path`, at most `limit` bytes, that ends in a whole, parseable line."""
+    with open(path, "rb") as fh:
+        data = fh.read(limit)
+    end = data.rfind(b"\n") + 1  # a line cut off by a kill has no newline yet
+    while end > 0:
+        start = data.rfind(b"\n", 0, end - 1) + 1
+        try:
+            json.loads(data[start:end])
+            return end
+        except ValueError:  # garbage (a torn write, a disk error): drop it and look at the line before
+            end = start
+    return 0
+
+
 class Records:
     """metrics.jsonl and samples.jsonl of a run dir, plus the logger they are mirrored to."""
 
@@ -123,17 +139,28 @@ class Records:
 
     def _write(self, name: str, record: dict) -> None:
         fh = self.files[name]
-        fh.write(json.dumps({k: json_safe(v) for k, v in record.items()}) + "\n")
-        fh.flush()
+        try:
+            fh.write(json.dumps({k: json_safe(v) for k, v in record.items()}) + "\n")
+            fh.flush()
+        except OSError as e:  # a full disk: say which file (a torn last line is cut on resume)
+            raise OSError(e.errno, e.strerror, str(self.run_dir / name)) from e
 
     def offsets(self) -> dict[str, int]:
         """Byte sizes of the files now, to store with a checkpoint."""
         return {name: fh.tell() for name, fh in self.files.items()}
 
     def truncate(self, offsets: dict[str, int]) -> None:
-        """Cut the files back to `offsets` (missing names: to empty): records after a checkpoint are redone."""
+        """Cut the files back to `offsets` (missing names: to empty): records after a checkpoint are redone. A file
+        that ends in a damaged line there, or is shorter than the offset, is cut back to its last whole record,
+        with a warning."""
         for name, fh in self.files.items():
-            fh.truncate(offsets.get(name, 0))
+            fh.flush()
+            want = offsets.get(name, 0)
+            keep = sound_prefix(self.run_dir / name, want)
+            if keep < want:
+                print(f"warning: {self.run_dir / name}: damaged or short before byte {want} (the checkpoint's "
+                      f"offset); cut back to its last whole record, byte {keep}", file=sys.stderr)  # fmt: skip
+            fh.truncate(keep)
             fh.seek(0, os.SEEK_END)
 
     def text(self) -> dict[str, str]:

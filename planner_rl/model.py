@@ -18,6 +18,7 @@ decoder only concatenates, so decoding is lossless for any text without unknown 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -43,6 +44,8 @@ from transformers import (
     Qwen3Config,
     Qwen3ForCausalLM,
 )
+
+from planner_rl.integrity import MANIFEST, CheckpointError, check_manifest, write_manifest
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
 BUILD_VERSION = 2  # bump when the build changes in a way the hash does not see (cached builds are then redone)
@@ -244,7 +247,15 @@ def build_tiny(cfg: ModelConfig | dict | object = DEFAULT_MODEL) -> Path:
     cfg = model_config(cfg)
     final = tiny_dir(cfg)
     if (final / "build.json").exists():
-        return final
+        try:
+            check_manifest(final)
+            return final
+        except CheckpointError as e:  # a damaged (or pre-manifest) build: out of the way, and built again
+            print(f"warning: {e}; building it again", file=sys.stderr)
+            doomed = final.parent / f".{final.name}-damaged-{os.getpid()}"
+            with contextlib.suppress(OSError):
+                final.rename(doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
@@ -257,6 +268,8 @@ def build_tiny(cfg: ModelConfig | dict | object = DEFAULT_MODEL) -> Path:
         (tmp / "build.json").write_text(json.dumps(info, indent=1) + "\n")  # written last: marks a complete build
         for f in (tmp, *tmp.iterdir()):  # mkdtemp (and safetensors) make them private; the cache may be shared
             f.chmod(0o755 if f.is_dir() else 0o644)
+        write_manifest(tmp)  # checked on every use: a damaged build is rebuilt, not loaded
+        (tmp / MANIFEST).chmod(0o644)
         try:
             tmp.rename(final)
         except OSError:  # another builder renamed its (identical) build first

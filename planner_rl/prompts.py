@@ -53,6 +53,7 @@ class PromptConfig:
     history: int = 5  # how many previous actions to show; 0 none, -1 all
     system: str = "full"  # "full": domain, action syntax and format | "brief": the format line only
     observation: str = "robotouille"  # "robotouille": its text word for word | "compact": one line per station
+    feedback_examples: float = 0.0  # [0, 1]: share of training states also given after a refused answer (data.py)
 
     def __post_init__(self) -> None:
         check_format(self.output_format)
@@ -60,6 +61,8 @@ class PromptConfig:
             raise ValueError(f"prompt.system must be 'full' or 'brief', got {self.system!r}")
         if self.observation not in OBSERVATIONS:
             raise ValueError(f"prompt.observation must be one of {', '.join(OBSERVATIONS)}, got {self.observation!r}")
+        if not 0.0 <= self.feedback_examples <= 1.0:
+            raise ValueError(f"prompt.feedback_examples must be in [0, 1], got {self.feedback_examples!r}")
         if not isinstance(self.history, int) or self.history < -1:
             raise ValueError(f"prompt.history must be an integer >= -1 (-1 shows all), got {self.history!r}")
 

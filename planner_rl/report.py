@@ -231,8 +231,17 @@ def _short(label: str, width: int = 70) -> str:
 
 
 def read_metrics(run: Run) -> list[dict]:
+    """metrics.jsonl's records; a damaged line (a live or killed run's last one) is skipped."""
     f = run.path / "metrics.jsonl"
-    return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+    rows = []
+    for line in f.read_text(errors="replace").splitlines() if f.exists() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def plot_curves(runs: list[Run], out: Path) -> Path | None:
@@ -260,6 +269,35 @@ def plot_curves(runs: list[Run], out: Path) -> Path | None:
     fig.tight_layout(rect=(0, 0.05 + 0.03 * min(len(labels), 12) / 2, 1, 1))
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=6, frameon=False)
     path = out / "curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_run(run_dir: Path) -> Path:
+    """<run dir>/training.png for one finished run of the main job: the GRPO training reward per step, single-step
+    accuracy on the test states at each evaluation (step 0: SFT-only), and closed-loop SR before and after GRPO."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    results = json.loads((run_dir / "results.json").read_text())
+    reward = [(r["train/step"], r["reward/mean"]) for r in rows if "reward/mean" in r]
+    accuracy = [(r["train/step"], r["eval/step_accuracy"]) for r in rows if r.get("eval/step_accuracy") is not None]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, pts, label in [(axes[0], reward, "reward/mean (training)"), (axes[1], accuracy, "eval/step_accuracy")]:
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="." if len(pts) < 30 else None)
+        ax.set_xlabel("train/step")
+        ax.set_ylabel(label)
+        ax.set_ylim(-0.02, 1.02)
+    sr = [results[k].get("eval/sr") if results.get(k) else None for k in ("sft_only", "final")]
+    axes[2].bar(["SFT-only", "SFT+GRPO"], [v if v is not None else 0.0 for v in sr], color=["C7", "C0"])
+    for x, v in enumerate(sr):
+        axes[2].text(x, (v or 0.0) + 0.02, "-" if v is None else f"{v:.2f}", ha="center")
+    axes[2].set_ylim(0, 1.1)
+    axes[2].set_ylabel("eval/sr (multi-turn)")
+    fig.suptitle(run_dir.name, fontsize=9)
+    fig.tight_layout()
+    path = run_dir / "training.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

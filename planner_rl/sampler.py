@@ -124,7 +124,7 @@ def draw_groups(sampler: SingleTurnSampler, position: int, grpo: GRPOConfig) -> 
         else list(range(len(groups.idx)))
     )
     rounds = 0
-    while grpo.zero_variance == "resample" and len(keep) < len(groups.idx) and rounds < grpo.max_resample_rounds:
+    while grpo.zero_variance == "resample" and len(keep) < N and rounds < grpo.max_resample_rounds:
         rounds += 1
         more = sampler.draw(position, N)
         position += N

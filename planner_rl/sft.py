@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from planner_rl.parsing import parse_completion
+from planner_rl.progress import Progress
 from planner_rl.rollout import check_decoding
 from planner_rl.rollout.hf import answer_ids, encode_prompt, generate, stop_ids
 from planner_rl.rollout.restricted import answer_choices, choose
@@ -195,9 +195,9 @@ def train_sft(model, tokenizer, data, cfg: SFTConfig, fmt: str, out_dir: Path | 
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     model.train()
     step, metrics = 0, {}
-    bar = tqdm(total=total, desc="sft", dynamic_ncols=True, disable=None)  # off when stderr is not a terminal
+    bar = Progress("sft", total)  # a bar on a terminal, a line every ~15 s in a log
     for epoch in range(cfg.epochs):
-        t0, seen_tokens = time.perf_counter(), 0
+        t0, seen_tokens, epoch_loss = time.perf_counter(), 0, 0.0
         for idx in length_batches([len(x) for x, _ in train], cfg.batch_size, rng):
             batch = {k: v.to(device) for k, v in collate([train[i] for i in idx], pad_id).items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -208,7 +208,8 @@ def train_sft(model, tokenizer, data, cfg: SFTConfig, fmt: str, out_dir: Path | 
             opt.step()
             sched.step()
             step += 1
-            bar.update(1)
+            epoch_loss += loss.item()
+            bar.update(1, epoch=epoch + 1, loss=epoch_loss / (step - epoch * steps_per_epoch))  # this epoch's mean
             seen_tokens += int(batch["attention_mask"].sum())
             log({"sft/step": step, "sft/epoch": epoch, "loss/sft": loss.item(), "sft/grad_norm": float(grad_norm),
                  "sft/lr": sched.get_last_lr()[0]})  # fmt: skip
@@ -240,7 +241,12 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         sft_cfg = SFTConfig(**OmegaConf.to_container(cfg.sft))
-        data = load_from_disk(cfg.data_dir) if cfg.data_dir else build_dataset(cfg)[0]
+        data = load_from_disk(cfg.data_dir) if cfg.data_dir else build_dataset(cfg)[0]  # Arrow: no pickle
+        need = {"prompt", "target", "valid_actions", "expert_action", "optimal_actions"}
+        for split in ("train", "test"):
+            if split not in data or need - set(data[split].column_names):
+                raise ValueError(f"data_dir={cfg.data_dir}: not a `python -m planner_rl.data` dataset (needs "
+                                 f"splits train and test with columns {', '.join(sorted(need))})")  # fmt: skip
         model, tokenizer = load_model_and_tokenizer(cfg.model)
     except (ModelLoadError, ValueError, KeyError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -37,17 +37,18 @@ import transformers
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from planner_rl import distributed as dist
 from planner_rl.checkpoint import (
     LoopState,
     is_complete,
+    load_stage,
     restore_stage,
     resume_training,
     save_training_checkpoint,
     stage_key,
     store_stage,
+    usable,
     write_atomically,
 )
 from planner_rl.config import ConfigError, register_configs, typed
@@ -58,13 +59,17 @@ from planner_rl.env.strips.task import PDDLTaskError
 from planner_rl.env.tasks import TaskError
 from planner_rl.evaluate import EvalConfig, evaluate, protocol_line, transcript_rows, write_evaluation
 from planner_rl.grpo import GRPOConfig, zero_variance_groups
+from planner_rl.integrity import CheckpointError
 from planner_rl.logger import NoLogger, Records, json_safe
 from planner_rl.model import ModelConfig, ModelLoadError, load_model_and_tokenizer, model_config
 from planner_rl.packing import MicroBatch, group_micro_batches, kept_advantages, turn_micro_batches
+from planner_rl.progress import Progress, say
 from planner_rl.prompts import PromptConfig
+from planner_rl.report import plot_run
 from planner_rl.rewards import RewardConfig
 from planner_rl.rollout import Completion
 from planner_rl.rollout.hf import HFRollout, stop_ids
+from planner_rl.runlock import RunDirLock
 from planner_rl.sampler import (
     Draw,
     Episodes,
@@ -141,7 +146,7 @@ class Job:
 
     def say(self, text: str) -> None:
         if self.main:
-            tqdm.write(text)
+            say(text)
 
 
 def make_job(cfg: DictConfig) -> Job:
@@ -213,14 +218,14 @@ def sft_stage(job: Job, config: dict, data, records: Records, evaluator: Evaluat
     while not job.main and not is_complete(sft_dir):  # no process group yet: wait for rank 0 on the shared disk
         time.sleep(2)
     cached = Path(job.cfg.sft_cache) / stage_key({k: config[k] for k in SFT_INPUTS}) if job.cfg.sft_cache else None
-    if job.main and not is_complete(sft_dir) and cached is not None and is_complete(cached):
+    if job.main and not usable(sft_dir) and cached is not None and usable(cached):  # damaged ones are redone
         records.restore(restore_stage(cached, sft_dir))
         job.say(f"sft: the same SFT stage (and its evaluation) is cached, reused {cached}")
     if not is_complete(sft_dir):
         run_sft_stage(job, data, records, evaluator, sft_dir)
         if cached is not None:
             store_stage(sft_dir, cached, records.text())
-    return json.loads((sft_dir / "stage.json").read_text())
+    return load_stage(sft_dir)
 
 
 def run_sft_stage(job: Job, data, records: Records, evaluator: Evaluator, sft_dir: Path) -> None:
@@ -328,10 +333,8 @@ def grpo_stage(
 ) -> dict:
     """GRPO steps from `state` until grpo.steps or the token budget: sample -> score -> advantages -> update ->
     sync -> log, evaluation and checkpoint on schedule. Returns the last evaluation's metrics ({} if none ran)."""
-    grpo, G, backend, last = job.grpo, job.grpo.group_size, policy.backend, {}
-    bar = tqdm(
-        total=grpo.steps, initial=state.step, desc="grpo", dynamic_ncols=True, disable=None if job.main else True
-    )
+    grpo, G, backend, last = job.grpo, job.grpo.group_size, policy.backend, state.last_eval
+    bar = Progress("grpo", grpo.steps, initial=state.step, enabled=job.main)
     budget = grpo.max_generated_tokens or float("inf")
     while state.step < grpo.steps and state.generated < budget:
         state.step += 1
@@ -375,7 +378,7 @@ def grpo_stage(
             "perf/train_tokens_per_s": train_tokens / max(t_update, 1e-9),
         }  # fmt: skip
         records.log(metrics)
-        bar.update(1)
+        bar.update(1, reward=metrics["reward/mean"])
         job.say(step_line(grpo.steps, metrics))
         if grpo.mode == "single_turn" and grpo.sample_every and state.step % grpo.sample_every == 0:
             records.samples(state.step, *sample_table(sampler.rows, draw.groups, G))
@@ -383,6 +386,7 @@ def grpo_stage(
         if on_schedule(state.step, grpo.eval_every, final):
             dist.barrier()
             last = evaluator(backend.unwrapped, tokenizer, rollout, state.step) if job.main else {}
+            state.last_eval = last  # checkpointed with the loop: a resume after the last step does not evaluate again
             dist.barrier()
         if on_schedule(state.step, job.trainer.checkpoint_every, final):
             keep = job.trainer.keep_checkpoints
@@ -407,6 +411,7 @@ def report(job: Job, stage: dict, last: dict, steps: int, tasks: list[str], test
     print(f"{'':<24} " + " ".join(f"{k:>10}" for k in EVAL_KEYS))
     print("\n".join(eval_rows("SFT-only", baseline) + eval_rows("SFT+GRPO", last)))
     print(f"run dir: {job.run_dir}")
+    print(f"plot: {plot_run(job.run_dir)}")  # training reward, single-step accuracy, SR before/after
     return results
 
 
@@ -420,16 +425,19 @@ def remove_weights(run_dir: Path) -> None:
 def train(cfg: DictConfig) -> dict:
     job = make_job(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
+    lock = RunDirLock(job.run_dir, enabled=job.main).__enter__()  # one job per run dir; the `finally` gives it back
     records, logger = open_records(job, config)
     rollout = backend = None
     try:
         # --- data ---------------------------------------------------------------------------------------------------
         data, info = build_dataset(cfg)
-        train_rows, test_rows = data["train"].to_list(), data["test"].to_list()
+        test_rows = data["test"].to_list()
+        train_rows = data["grpo" if "grpo" in data else "train"].to_list()  # GRPO's prompts (env.grpo_seeds)
         # seed_list: a range "a-b" is a config's spelling too (list() of it would give its characters)
         tasks, test_seeds = task_list(cfg.env.tasks), seed_list(cfg.env.test_seeds, "env.test_seeds")
+        grpo_note = f" / {info['examples']['grpo']} GRPO prompts (env.grpo_seeds)" if "grpo" in data else ""
         job.say(
-            f"data: {info['examples']['train']} train / {info['examples']['test']} test prompts "
+            f"data: {info['examples']['train']} train / {info['examples']['test']} test prompts{grpo_note} "
             f"({info['tasks']} tasks) in {info['seconds']:.1f} s; ambiguity {info['ambiguity']['rate']:.2%}"
         )
         evaluator = Evaluator(job, tasks, test_seeds, test_rows, records, logger)
@@ -477,12 +485,14 @@ def train(cfg: DictConfig) -> dict:
             rollout.close()
         if backend is not None:
             backend.close()
+        lock.__exit__()
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run_job(train, cfg, (ConfigError, ModelLoadError, TaskError, ProblemError, PDDLTaskError, NoPlanError,
-                         FileNotFoundError))  # fmt: skip
+    known = (ConfigError, ModelLoadError, TaskError, ProblemError, PDDLTaskError, NoPlanError, FileNotFoundError,
+             CheckpointError)  # fmt: skip
+    run_job(train, cfg, known)
 
 
 if __name__ == "__main__":

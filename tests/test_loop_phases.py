@@ -78,7 +78,7 @@ class ScriptedSampler:
 
 @pytest.mark.parametrize(
     ("mode", "keep", "rounds", "position"),
-    [("keep", [0, 1], 0, 12), ("drop", [1], 0, 12)],
+    [("keep", [0, 1], 0, 12), ("drop", [1], 0, 12), ("resample", [1, 2], 1, 14)],  # resample: stops at N informative
 )
 def test_draw_groups_keeps_drops_or_resamples_zero_variance_groups(mode, keep, rounds, position):
     sampler = ScriptedSampler([1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0])  # group 0 of the first draw: zero variance

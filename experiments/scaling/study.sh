@@ -18,3 +18,18 @@ wait
 $run cb_c_1000x4         $cb prompt.observation=compact env.train_seeds=1000-1999 sft.epochs=4 &
 $run dcb_c_1000x2        $dcb prompt.observation=compact env.train_seeds=1000-1999 sft.epochs=2
 wait
+# the action history: 5 previous actions (the default) vs none (the prompt is Markov without it: prompt.progress)
+$run cb_c_h0_1000x2      $cb prompt.observation=compact prompt.history=0 env.train_seeds=1000-1999 sft.epochs=2 &
+$run cb_c_h0_2000x2      $cb prompt.observation=compact prompt.history=0 env.train_seeds=1000-2999 sft.epochs=2
+wait
+# GRPO from cb_c_h0_2000x2's SFT model: on its own SFT layouts (D) and on 1,000 fresh layouts (E)
+h0="env.tasks=[cheeseburger] prompt.system=brief prompt.observation=compact prompt.history=0 num_proc=1 sft.epochs=0"
+sft=$PWD/../../outputs/scaling/cb_c_h0_2000x2/sft/final
+grpo="grpo.steps=80 grpo.prompts_per_step=16 grpo.eval_every=20"
+cd ../..
+OMP_NUM_THREADS=1 .venv/bin/python -m planner_rl.train $h0 $grpo model.path=$sft env.train_seeds=1000-2999 \
+  trainer.lr=1e-4 rollout.temperature=0.7 hydra.run.dir=outputs/scaling/grpo_D > outputs/scaling/grpo_D.log 2>&1 &
+OMP_NUM_THREADS=1 .venv/bin/python -m planner_rl.train $h0 $grpo model.path=$sft env.train_seeds=5000-5999 \
+  grpo.zero_variance=resample trainer.lr=3e-4 rollout.temperature=1.0 hydra.run.dir=outputs/scaling/grpo_E \
+  > outputs/scaling/grpo_E.log 2>&1
+wait

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from planner_rl.env.domain import ActionSchema
-from planner_rl.env.world import CUT_REPETITIONS, GroundAction, State, World
+from planner_rl.env.world import CUT_REPETITIONS, GroundAction, State, World, goal_candidates
 
 GOAL_ACTION = "achieve-goal"
 GOAL_PREDICATE = "goal-reached"
@@ -199,16 +199,15 @@ def _analyse(world: World) -> _Export:
     # --- goal action ------------------------------------------------------------------------------------------------
     problem = world.problem
     goal_vars, goal_fixed, candidates, var_type = {}, {}, {}, {}
-    for k, (var, kind) in enumerate(problem.var_kinds.items()):
+    matched = goal_candidates(problem.goal, problem.var_kinds, world)[0]  # as World's goal matcher
+    for k, var in enumerate(problem.var_kinds):
         goal_vars[var] = _pddl_var(var, k)
         if var.startswith("@"):
             candidates[var] = [i for i, o in enumerate(world.objects) if o.uid == var[1:]]
             goal_fixed[var] = f"goal-object{len(goal_fixed) + 1}"
             predicates[goal_fixed[var]] = ("object",)
-        else:  # as World's goal matcher: objects of the kind, or of the type for a wildcard
-            candidates[var] = [
-                i for i, o in enumerate(world.objects) if o.kind == kind or (o.type == kind and kind != o.kind)
-            ]
+        else:
+            candidates[var] = matched[var]
     for lit in problem.goal:
         for var, typ in zip(lit.args, domain.predicates[lit.predicate].types, strict=True):
             if var_type.setdefault(var, typ) != typ:

@@ -5,11 +5,18 @@ kinds with numeric IDs, and a goal description. The rules for turning it into ob
 Robotouille's (`builder.py`, `env.py`): each entity list sorted by (x, y); names are kind + 1-based index per kind;
 object order is stations, items, players, containers, meals; a player is at the station it faces; items on a
 station's tile form a stack ordered by `stack-level`; an item or container on a player's tile is held.
+
+A *wildcard* entity, named by its type (`"station"`, `"item"`, ...) instead of a kind, gets a random kind of that
+type, as Robotouille's `builder.load_environment` gives it: one `random.choice` over the type's kinds (in
+`KINDS` order, Robotouille's enum order) per wildcard, type by type (stations, items, players, containers, meals),
+each list sorted by (x, y). Robotouille draws from Python's unseeded global generator, so its kinds change from
+run to run; we draw from `random.Random(0)`, which gives what Robotouille gives after `random.seed(0)`.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +24,8 @@ from planner_rl.env.domain import KIND_TYPE, KINDS, Domain
 
 ENTITY_LISTS = (("stations", "station"), ("items", "item"), ("players", "player"), ("containers", "container"),
                 ("meals", "meal"))  # fmt: skip
+OPTIONAL_LISTS = ("items", "containers", "meals")  # Robotouille reads these with .get(): absent = none
+WILDCARD_SEED = 0  # the draw of wildcard kinds (module docstring)
 
 
 class ProblemError(ValueError):
@@ -85,14 +94,18 @@ def build_problem(raw: dict, domain: Domain, source: str = "<problem>") -> Probl
 
     # --- entities: sort by (x, y), name kind + index, object order = type order ---------------------------
     entities: dict[str, list[tuple[Obj, dict]]] = {}
+    wildcards = random.Random(WILDCARD_SEED)
     for key, typ in ENTITY_LISTS:
-        rows = _get(raw, key, "", src, list, optional=key in ("containers", "meals"), default=[])
+        rows = _get(raw, key, "", src, list, optional=key in OPTIONAL_LISTS, default=[])
         checked = []
         for k, row in enumerate(rows):
             w = f"{key}[{k}]"
             kind = _get(row, "name", w, src, str)
-            if kind not in KINDS[typ]:
-                raise ProblemError(f"{src}: field '{w}.name': '{kind}' is not a {typ} kind ({', '.join(KINDS[typ])})")
+            if kind not in KINDS[typ] and kind != typ:
+                raise ProblemError(
+                    f"{src}: field '{w}.name': '{kind}' is not a {typ} kind ({', '.join(KINDS[typ])}) nor the"
+                    f" wildcard '{typ}'"
+                )
             _get(row, "x", w, src, int)
             _get(row, "y", w, src, int)
             if typ == "item":
@@ -102,10 +115,11 @@ def build_problem(raw: dict, domain: Domain, source: str = "<problem>") -> Probl
                 if len(d) != 2 or not all(isinstance(v, int) for v in d):
                     raise ProblemError(f"{src}: field '{w}.direction' must be [dx, dy] integers")
             for p in _get(row, "predicates", w, src, list, optional=True, default=[]):
-                if p not in domain.predicates or domain.predicates[p].types != (typ,):
+                if not isinstance(p, str) or p not in domain.predicates or domain.predicates[p].types != (typ,):
                     raise ProblemError(f"{src}: field '{w}.predicates': '{p}' is not a one-argument {typ} predicate")
             checked.append((k, row))
         checked.sort(key=lambda kr: (kr[1]["x"], kr[1]["y"]))  # stable: file order breaks ties
+        checked = [(k, {**r, "name": wildcards.choice(KINDS[typ])} if r["name"] == typ else r) for k, r in checked]
         counts: dict[str, int] = {}
         entities[typ] = []
         for k, row in checked:
@@ -213,10 +227,17 @@ def build_problem(raw: dict, domain: Domain, source: str = "<problem>") -> Probl
             raise ProblemError(f"{src}: field '{w}': '{pred}' takes {len(domain.predicates[pred].types)} args and ids")
         args = []
         for kind, typ, ident in zip(kinds, domain.predicates[pred].types, ids, strict=True):
+            if not isinstance(kind, str):
+                raise ProblemError(f"{src}: field '{w}.args': {kind!r} is not a kind name")
             kind_type = KIND_TYPE.get(kind, kind if kind in KINDS else None)
             if kind_type != typ:
                 raise ProblemError(f"{src}: field '{w}.args': '{kind}' is not a {typ} kind for '{pred}'")
             if (isinstance(ident, int) and not isinstance(ident, bool)) or (isinstance(ident, str) and ident.isdigit()):
+                if kind in KINDS:
+                    raise ProblemError(
+                        f"{src}: field '{w}.ids': the wildcard kind '{kind}' takes a string ID (an entity's 'id');"
+                        f" with the number {ident!r} Robotouille's goal names no object and can never hold"
+                    )
                 var = f"#{int(ident)}"
                 var_kinds.setdefault(var, kind)  # Robotouille looks IDs up by the ID alone: the first kind wins
             elif isinstance(ident, str) and ident in uids:

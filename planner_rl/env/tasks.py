@@ -17,7 +17,8 @@ from planner_rl.env.domain import load_domain
 from planner_rl.env.problem import Problem, build_problem, read_problem_json
 
 ASSETS = Path(str(resources.files("planner_rl") / "assets" / "robotouille"))
-SYNCHRONOUS_DIR = ASSETS / "environments" / "synchronous"
+EXAMPLES_DIR = ASSETS / "environments"  # Robotouille's `environments/env_generator/examples/`, every file (MIT)
+SYNCHRONOUS_DIR = EXAMPLES_DIR / "synchronous"
 BUDGET_MULTIPLIER = 1.5  # Robotouille's `max_step_multiplier`
 
 # Robotouille's `optimal_steps` for synchronous tasks 0-9 (conf/experiments/*/synchronous/*.yaml).
@@ -69,12 +70,37 @@ def get_task(name: str | int) -> Task:
     for t in synchronous_tasks():
         if name in (t.name, t.number, str(t.number), t.path.stem):
             return t
-    raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
+    raise TaskError(
+        f"unknown task {name!r}; known tasks: {', '.join(task_names())}, or a Robotouille example file such as"
+        " asynchronous/5_potato_soup (planner_rl.env.tasks.example_files())"
+    )
+
+
+def example_files() -> list[str]:
+    """Every Robotouille example file shipped, as its path under `EXAMPLES_DIR` without `.json`
+    (`asynchronous/5_potato_soup`, `base_cook`, ...): what `load_problem` takes besides task names."""
+    return sorted(str(p.relative_to(EXAMPLES_DIR).with_suffix("")) for p in EXAMPLES_DIR.rglob("*.json"))
+
+
+def task_path(task: str | int | Path) -> Path:
+    """The file of a task name or number, of a Robotouille example (`asynchronous/5_potato_soup`), or a path."""
+    if isinstance(task, Path) or str(task).endswith(".json"):
+        return Path(task)
+    example = EXAMPLES_DIR / f"{task}.json"
+    if isinstance(task, str) and "/" in task and example.is_file():
+        return example
+    try:
+        return get_task(task).path
+    except TaskError:
+        if isinstance(task, str) and example.is_file():
+            return example
+        raise
 
 
 def load_problem(task: str | int | Path, seed: int | None = None) -> Problem:
-    """The problem of a task name or a problem-file path; `seed` randomises the layout (None = the file's own)."""
-    path = Path(task) if isinstance(task, Path) or str(task).endswith(".json") else get_task(task).path
+    """The problem of a task name, a Robotouille example (`asynchronous/5_potato_soup`, see `example_files`) or a
+    problem-file path; `seed` randomises the layout (None = the file's own)."""
+    path = task_path(task)
     raw = read_problem_json(path)
     if seed is not None:
         from planner_rl.env.layout import randomize_layout

@@ -7,8 +7,8 @@ two hashable values: the atoms as an int bitset, and the registered special effe
 
 Special-effect semantics follow Robotouille's `backend/state.py` step, as documented in ../shared/docs/domain.md:
 1. apply the action's immediate effects;
-2. for each of its special effects: reuse an equal registered one (same kind, parameter object, effects; counters
-   and conditions ignored) or register it, then give it an *active* update;
+2. for each of its special effects: reuse an equal registered one (same kind, parameter object, effects, children
+   and conditions; counters ignored) or register it, then give it an *active* update;
 3. give every registered effect a *passive* update and drop the completed ones; as in Robotouille, which removes
    them from the list it is iterating, the effect right after a completed one misses that pass;
 4. test the goal.
@@ -29,7 +29,7 @@ import operator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from planner_rl.env.domain import Domain, Literal, SpecialEffect
+from planner_rl.env.domain import KIND_TYPE, KINDS, Domain, Literal, SpecialEffect
 from planner_rl.env.problem import GoalLiteral, Obj, Problem
 
 CUT_REPETITIONS = 3  # Robotouille's `goal_repetitions` default (the file's `num_cuts` is not read by the engine)
@@ -215,12 +215,14 @@ class World:
             fx: tuple = ()
         else:
             fx = ground(e.fx)
-        # Robotouille's equality: kind, parameter object and effects; conditions and counters are ignored.
-        key = (e.kind, bind[e.param], fx, children, e.created)
+        # Robotouille's equality (its effects' `__eq__`): kind, parameter object, effects, children and a
+        # conditional's conditions; counters are ignored ("cook patty1 on stove2" is not "... on stove1").
+        conditions = ground(e.conditions)
+        key = (e.kind, bind[e.param], fx, conditions, children, e.created)
         if key not in self._effect_ids:
             size = 1 + sum(self.effects[c].size for c in children)
             self._effect_ids[key] = len(self.effects)
-            self.effects.append(GroundEffect(e.kind, bind[e.param], ground(e.conditions), fx, children, size, created))
+            self.effects.append(GroundEffect(e.kind, bind[e.param], conditions, fx, children, size, created))
         return self._effect_ids[key]
 
     # --- queries ------------------------------------------------------------------------------------------------
@@ -360,15 +362,14 @@ class World:
     def _render(self) -> tuple[list[list[tuple[tuple[int, int], str]]], list[str]]:
         """(per atom bit: its lines, each keyed by (object index, the line's place in that object's block); per
         object: its block's header), in Robotouille's order; built on the first rendering (searches never render)."""
-        # Robotouille lists an object's true atoms in the order of its state's predicate dictionary: the domain's
-        # predicates in file order, each one's ground atoms in the product order of its argument types' object
-        # lists (the order `self.atoms` is built in), so a line's place is its atom's (predicate, bit).
         per_object: list[list] = [[] for _ in self.objects]
         for bit, (name, args) in enumerate(self.atoms):
             pred = self.domain.predicates[name]
             names = [self.objects[a].name for a in args]
             for pos, i in enumerate(args):
-                per_object[i].append(((pred.order, bit), bit, pred.descriptors[pos].format(*names)))
+                # Robotouille lists an object's true atoms in its predicate table's order: predicates in file
+                # order, each one's atoms in the product order of its arguments (so atop(a, b) by a, then b).
+                per_object[i].append(((pred.order, args), bit, pred.descriptors[pos].format(*names)))
         by_bit: list[list[tuple[tuple[int, int], str]]] = [[] for _ in self.atoms]
         for i, lines in enumerate(per_object):
             for rank, (_, bit, text) in enumerate(sorted(lines, key=lambda t: t[0])):
@@ -436,8 +437,45 @@ def _walk(effects: tuple[SpecialEffect, ...]):
         yield from _walk(e.children)
 
 
+def goal_candidates(
+    goal: list[GoalLiteral], var_kinds: dict[str, str], world: World
+) -> tuple[dict[str, list[int]], bool]:
+    """The objects each goal variable may name, as Robotouille's `create_unique_and_combination_preds` finds them,
+    and whether Robotouille's goal has no combination at all (then it is never met).
+
+    A string ID names the object with that `id`. A numeric ID of kind K names an object of K's type that the file
+    loaded whose name contains K (Robotouille's test is `K in name`, so `water` also takes `boiling_water1`); when
+    the file has none, Robotouille names the K IDs' objects K1 .. Kn (n = the K literals' distinct IDs), names that
+    objects created later (the water a pot is filled with) come to bear. A kind with fewer loaded objects than IDs
+    (but some) leaves Robotouille no goal combination.
+    """
+    objs = world.objects
+    dormant = {i for slots in world.dormant.values() for i in slots}
+    ids_of: dict[str, set[str]] = {}
+    for lit in goal:
+        for kind, var in zip(lit.kinds, lit.args, strict=True):
+            if var.startswith("#"):
+                ids_of.setdefault(kind, set()).add(var)
+    of_kind: dict[str, list[int]] = {}
+    never = False
+    for kind, ids in ids_of.items():
+        typ = KIND_TYPE.get(kind, kind if kind in KINDS else None)
+        found = [i for i, o in enumerate(objs) if i not in dormant and o.type == typ and kind in o.name]
+        never |= 0 < len(found) < len(ids)
+        if not found:
+            names = {f"{kind}{j}" for j in range(1, len(ids) + 1)}
+            found = [i for i, o in enumerate(objs) if o.name in names]
+        of_kind[kind] = found
+    out = {
+        var: [i for i, o in enumerate(objs) if o.uid == var[1:]] if var.startswith("@") else of_kind[kind]
+        for var, kind in var_kinds.items()
+    }
+    return out, never
+
+
 class _GoalMatcher:
-    """Is there an injective assignment of goal variables to objects making every literal true?
+    """Is there an assignment of goal variables to objects, injective over the numeric IDs, making every literal
+    true?
 
     Backtracking over variables (most constrained first), checking each literal as soon as its variables are bound;
     assignments are never enumerated up front (task 7's goal has 2,880 of them).
@@ -445,14 +483,10 @@ class _GoalMatcher:
 
     def __init__(self, goal: list[GoalLiteral], var_kinds: dict[str, str], world: World):
         self.world = world
-        candidates: dict[str, list[int]] = {}
-        for var, kind in var_kinds.items():
-            if var.startswith("@"):
-                candidates[var] = [i for i, o in enumerate(world.objects) if o.uid == var[1:]]
-            else:
-                candidates[var] = [
-                    i for i, o in enumerate(world.objects) if o.kind == kind or (o.type == kind and kind != o.kind)
-                ]
+        candidates, self.never = goal_candidates(goal, var_kinds, world)
+        # Numeric IDs are injective among themselves (Robotouille's permutations per kind); a string ID names one
+        # fixed object, which a numeric ID may name too.
+        numeric = {v for v in var_kinds if v.startswith("#")}
         # Order: variables in the most literals first, then by fewest candidates; each literal checked at the
         # depth where its last variable is bound.
         order: list[str] = []
@@ -468,6 +502,7 @@ class _GoalMatcher:
             order.append(best)
             remaining.remove(best)
         self.order = order
+        self.numeric = [v in numeric for v in order]
         self.candidates = [candidates[v] for v in order]
         depth = {v: k for k, v in enumerate(order)}
         self.checks: list[list[tuple[str, tuple[int, ...]]]] = [[] for _ in order]
@@ -476,14 +511,17 @@ class _GoalMatcher:
             self.checks[d].append((lit.predicate, tuple(depth[a] for a in lit.args)))
 
     def match(self, atoms: int) -> dict[str, int] | None:
+        if self.never:
+            return None
         bit, chosen = self.world.bit, []
         n = len(self.order)
+        numeric = self.numeric
 
         def search(d: int) -> bool:
             if d == n:
                 return True
             for obj in self.candidates[d]:
-                if obj in chosen:
+                if obj in chosen and numeric[d] and any(c == obj and numeric[k] for k, c in enumerate(chosen)):
                     continue
                 chosen.append(obj)
                 ok = True
@@ -658,7 +696,7 @@ class _Symmetry:
                     stack.append(d)
                     i = above.get(i)
                 desc = (self.station_kind[s], tuple(stack))
-            if s in pins:
+            if s in pins or s in self.pinned:  # a station a goal names by string id keeps its identity
                 fixed.append((s, desc))
                 robot_part[s] = s
             else:

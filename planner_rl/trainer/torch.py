@@ -8,12 +8,14 @@ fp32 on CPU, where bf16 is about 10x slower (docs/performance.md).
 from __future__ import annotations
 
 import contextlib
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from planner_rl.distributed import world_size
+from planner_rl.integrity import CheckpointError
 from planner_rl.sft import lr_factor
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -115,7 +117,16 @@ class TorchTrainer:
         # tied embeddings are saved once; anything else missing means a checkpoint of another model
         if unexpected or any("lm_head" not in k for k in missing):
             raise ValueError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
-        state = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        try:  # weights_only: tensors and plain containers, never code (an UnpicklingError names what was refused)
+            state = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+        except pickle.UnpicklingError as e:  # torch's message suggests weights_only=False: not here
+            what = next((line for line in str(e).splitlines() if "GLOBAL" in line), "objects other than tensors")
+            raise CheckpointError(
+                f"{path / 'optimizer.pt'}: refused, it holds more than tensors and plain containers, which could run "
+                f"code on load ({what.strip()})"
+            ) from None
+        except (RuntimeError, KeyError, TypeError, ValueError, OSError) as e:
+            raise CheckpointError(f"{path / 'optimizer.pt'}: cannot be loaded ({type(e).__name__}: {e})") from None
