@@ -24,7 +24,7 @@ from pathlib import Path
 from planner_rl.env.cooking import CookingEnv
 from planner_rl.env.cooking import ground_world as cooking_world
 from planner_rl.env.strips.blocksworld import MAX_BLOCKS, MIN_BLOCKS, blocks_of
-from planner_rl.env.tasks import TaskError, get_task
+from planner_rl.env.tasks import EXAMPLES_DIR, TaskError, get_task
 
 _WORLD_CACHE_SIZE = 64
 _worlds: OrderedDict = OrderedDict()
@@ -55,6 +55,8 @@ def resolve_task(spec: str | int) -> str:
     try:
         return get_task(spec).name
     except TaskError as e:
+        if (EXAMPLES_DIR / f"{text}.json").is_file():  # a Robotouille example file: `asynchronous/5_potato_soup`
+            return text
         raise TaskError(f"{e}; or blocks<n> (Blocksworld), or a PDDL problem file / directory") from None
 
 
