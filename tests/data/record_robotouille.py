@@ -7,8 +7,8 @@ Runs Robotouille's engine (backend/, domain/, environments/env_generator/builder
 its renderer: gym and pddlgym, which those modules import but do not use here, are replaced by empty stand-ins.
 For every example file (or those whose path contains FILTER): the initial observation, then WALKS seeded random
 walks (env WALKS, default 2) of up to STEPS (40) actions (a non-move action with probability 0.6 when there is
-one), each state's observation recorded as a SHA-1 prefix, once as is and once with its valid actions sorted (Robotouille's order of several
-robots' actions depends on PYTHONHASHSEED), plus whether the goal holds after each action. Wildcard kinds are drawn
+one), each state's observation recorded as a SHA-1 prefix, once as is and once with its valid actions sorted
+(Robotouille's order of several robots' actions depends on PYTHONHASHSEED), plus whether the goal holds after each action. Wildcard kinds are drawn
 after `random.seed(0)`. The environment is a deep copy of the built state, as `RobotouilleEnv.reset` makes (the
 built state's effect list is a shared default argument). A file's record is merged into the output as it is done.
 """
