@@ -3,14 +3,15 @@
     git clone <Robotouille's repository> /tmp/rt   # portal-cornell/robotouille, MIT; this file imports its engine
     PYTHONHASHSEED=0 python tests/data/record_robotouille.py /tmp/rt tests/data/robotouille_examples.json [FILTER]
 
-Runs Robotouille's engine (backend/, domain/, environments/env_generator/builder.py, robotouille/env.py) without
-its renderer: gym and pddlgym, which those modules import but do not use here, are replaced by empty stand-ins.
-For every example file (or those whose path contains FILTER): the initial observation, then WALKS seeded random
-walks (env WALKS, default 2) of up to STEPS (40) actions (a non-move action with probability 0.6 when there is
-one), each state's observation recorded as a SHA-1 prefix, once as is and once with its valid actions sorted
-(Robotouille's order of several robots' actions depends on PYTHONHASHSEED), plus whether the goal holds after each action. Wildcard kinds are drawn
-after `random.seed(0)`. The environment is a deep copy of the built state, as `RobotouilleEnv.reset` makes (the
-built state's effect list is a shared default argument). A file's record is merged into the output as it is done.
+Runs Robotouille's engine (backend/, domain/, environments/env_generator/builder.py, robotouille/env.py) without its
+renderer: gym and pddlgym, which those modules import but do not use here, are replaced by empty stand-ins. For
+every example file (or those whose path contains FILTER): the initial observation, then WALKS seeded random walks
+(env WALKS, default 2) of up to STEPS (40) actions (a non-move action with probability 0.6 when there is one), each
+state's observation recorded as a SHA-1 prefix, once as is and once with its valid actions sorted (Robotouille's
+order of several robots' actions depends on PYTHONHASHSEED), plus whether the goal holds after each action. Wildcard
+kinds are drawn after `random.seed(0)`. The environment is a deep copy of the built state, as `RobotouilleEnv.reset`
+makes (the built state's effect list is a shared default argument). A file's record is merged into the output as it
+is done.
 """
 
 from __future__ import annotations
