@@ -25,6 +25,7 @@ import gc
 import hashlib
 import json
 import os
+import random
 import sys
 import time
 from collections import defaultdict
@@ -35,30 +36,16 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from planner_rl.env.cooking import ground_world, make_world
-from planner_rl.env.planner import FEW_COLLECTIONS, NoPlanError, solve
+from planner_rl.env.families import ground_world, is_strips, make_world, planner_version, resolve_task, solve
+from planner_rl.env.planner import FEW_COLLECTIONS, NoPlanError
 from planner_rl.env.problem import ProblemError
-from planner_rl.env.tasks import TaskError, get_task, task_names
+from planner_rl.env.strips.task import PDDLTaskError
+from planner_rl.env.tasks import TaskError, task_names
 from planner_rl.env.world import World
-from planner_rl.parsing import format_target
+from planner_rl.parsing import format_target, parse_completion, refusal
 from planner_rl.progress import Progress
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rewards import corrupt_label
-
-_PLANNER_SOURCES = (
-    "domain.py",
-    "problem.py",
-    "layout.py",
-    "world.py",
-    "grounding.py",
-    "rendering.py",
-    "heuristic.py",
-    "heuristic_roles.py",
-    "heuristic_search.py",
-    "heuristic_leaf.py",
-    "heuristic_soup.py",
-    "planner.py",
-)
 
 
 # --- configuration values ----------------------------------------------------------------------------------------
@@ -85,11 +72,12 @@ def seed_list(spec: object, key: str = "seeds") -> list[int]:
 
 
 def task_list(spec: object) -> list[str]:
-    """Task names from a config value: `all`, a name, number or problem-file path (`*.json`), or a list of them."""
+    """Task names from a config value: `all` (Robotouille's 10), a task of any family (planner_rl/env/families.py:
+    a Robotouille name, number or `*.json` file, `blocks<n>`, a PDDL problem file or directory), or a list of them."""
     if spec == "all":
         return task_names()
     items = [spec] if isinstance(spec, (str, int)) else list(spec)
-    return [str(t) if str(t).endswith(".json") else get_task(t).name for t in items]
+    return [resolve_task(t) for t in items]
 
 
 def check_disjoint(train: list[int], test: list[int], key: str = "env.train_seeds") -> None:
@@ -109,17 +97,9 @@ class Trajectory:
     optimal: tuple[tuple[str, ...], ...]
 
 
-def _planner_version() -> str:
-    root = Path(__file__).parent / "env"
-    h = hashlib.sha256()
-    for name in _PLANNER_SOURCES:
-        h.update((root / name).read_bytes())
-    return h.hexdigest()[:16]
-
-
 def _instance_key(world: World) -> str:
     """A hash of everything the expert's answer depends on: the instance (initial state, goal) and the planner."""
-    text = world.observation(world.initial_state) + repr(world.problem.goal) + _planner_version()
+    text = world.observation(world.initial_state) + repr(world.problem.goal) + planner_version(is_strips(world))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -146,7 +126,8 @@ def expert_trajectory(
 
 
 def _cache_path(cache_dir: str, task: str, seed: int | None, world: World) -> Path:
-    return Path(cache_dir) / f"{task}-{seed}-{_instance_key(world)}.json"
+    stem = hashlib.sha256(task.encode()).hexdigest()[:12] if "/" in task else task  # a path: no slashes in names
+    return Path(cache_dir) / f"{stem}-{seed}-{_instance_key(world)}.json"
 
 
 def store_trajectory(traj: Trajectory, cache_dir: str, world: World) -> None:
@@ -166,7 +147,8 @@ def trajectory_examples(
     label_noise_seed: int = 0,
     world: World | None = None,
 ) -> list[dict]:
-    """One example per non-goal state of the trajectory, replaying the plan in the world to render each prompt."""
+    """One example per non-goal state of the trajectory, replaying the plan in the world to render each prompt;
+    with `prompt.feedback_examples` > 0, a share of the states once more after a refused answer (`feedback_example`)."""
     world = make_world(traj.task, traj.seed) if world is None else world
     state, out = world.initial_state, []
     for step, action in enumerate(traj.plan):
@@ -185,6 +167,9 @@ def trajectory_examples(
         label, corrupted = corrupt_label(example, label_noise, label_noise_seed) if label_noise else (action, False)
         example.update(label=label, label_corrupted=corrupted, target=format_target(label, prompt.output_format))
         out.append(example)
+        draw = random.Random(f"{traj.task}-{traj.seed}-{step}").random() if prompt.feedback_examples else 1.0
+        if draw < prompt.feedback_examples:  # the same states whatever else changes
+            out += feedback_example(example, traj.plan, world, state, prompt)
         chosen = next((a for a in valid if a.text == action), None)
         if chosen is None:
             raise ValueError(
@@ -194,6 +179,25 @@ def trajectory_examples(
     if not world.is_goal(state):
         raise ValueError(f"{traj.task} seed {traj.seed}: the expert plan does not reach the goal")
     return out
+
+
+def feedback_example(example: dict, plan: list[str], world: World, state, prompt: PromptConfig) -> list[dict]:
+    """The same state as the closed loop shows it after a refused answer: Robotouille's `Feedback:` section quoting
+    an invalid action (one of the plan's other actions, invalid here), the expert's action still the target. The
+    expert never errs, so without these no training prompt has that section. [] when every plan action is valid."""
+    valid = example["valid_actions"]
+    wrong = [a for a in dict.fromkeys(plan) if a not in valid]
+    if not wrong:
+        return []
+    answer = format_target(random.Random(f"{example['task']}-{example['seed']}-{example['step']}-w").choice(wrong),
+                           prompt.output_format)  # fmt: skip
+    feedback = refusal(answer, parse_completion(answer, prompt.output_format, valid))
+    messages = build_messages(world, state, example["history"], prompt, feedback)
+    return [example | {"prompt": messages}]
+
+
+def is_feedback_example(example: dict) -> bool:
+    return "\n\nFeedback: " in example["prompt"][-1]["content"]
 
 
 def ambiguity(examples: list[dict]) -> dict:
@@ -296,6 +300,7 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
     }
     t0 = time.perf_counter()
     splits = build_splits(tasks, seeds, prompt, opts)
+    splits["test"] = [ex for ex in splits["test"] if not is_feedback_example(ex)]  # test = the expert's own states
     seconds = time.perf_counter() - t0
     report = {
         "tasks": len(tasks),
@@ -313,7 +318,7 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
 def main(cfg: DictConfig) -> None:
     try:
         data, report = build_dataset(cfg)
-    except (TaskError, ProblemError, NoPlanError, ValueError) as e:
+    except (TaskError, ProblemError, PDDLTaskError, NoPlanError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     data.save_to_disk(cfg.out_dir)

@@ -39,19 +39,17 @@ import torch
 
 from planner_rl.config import ConfigError, register_configs, typed
 from planner_rl.data import Trajectory, expert_trajectory, seed_list, task_list, trajectory_examples
-from planner_rl.env.cooking import INVALID_FEEDBACK, make_world
-from planner_rl.env.tasks import BUDGET_MULTIPLIER, get_task
+from planner_rl.env.families import make_world, task_budget
+from planner_rl.env.tasks import BUDGET_MULTIPLIER
 from planner_rl.env.world import GroundAction, State, World
 from planner_rl.eval_protocol import EvalConfig
-from planner_rl.parsing import Parsed, format_target, parse_completion
+from planner_rl.parsing import format_target, parse_completion, refusal
 from planner_rl.progress import Progress
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rollout import RolloutBackend, Sampling
 from planner_rl.rollout.hf import HFRollout, answer_ids, encode_prompt, stop_ids
 from planner_rl.rollout.restricted import answer_choices, choice_log_probs
 from planner_rl.sft import IGNORE, collate
-
-SHOWN_CHARS = 120  # a refused answer is quoted in the next prompt up to this length, so prompts stay bounded
 
 
 class Instance(NamedTuple):
@@ -103,19 +101,8 @@ Decider = Callable[[list[Episode], list[list[dict[str, str]]]], list[str]]
 
 
 def episode_budget(task: str, t_gt: int, mode: str) -> int:
-    if mode == "optimal":
-        return math.ceil(BUDGET_MULTIPLIER * t_gt)
-    return get_task(task).budget
-
-
-def refusal(completion: object, parsed: Parsed) -> str:
-    """Robotouille's feedback for a refused answer, quoting its action text (or the whole answer when it has
-    none), plus the parse error."""
-    shown = parsed.text if parsed.text is not None else completion if isinstance(completion, str) else repr(completion)
-    shown = " ".join(shown.split())  # one line: the feedback sits in the middle of the next prompt
-    if len(shown) > SHOWN_CHARS:
-        shown = shown[:SHOWN_CHARS] + "..."
-    return f"{INVALID_FEEDBACK.format(shown)} Reason: {parsed.error}."
+    budget = None if mode == "optimal" else task_budget(task)  # None: a family with no configured horizon (PDDL)
+    return math.ceil(BUDGET_MULTIPLIER * t_gt) if budget is None else budget
 
 
 def _ground(world: World, state: State, text: str) -> GroundAction:
@@ -533,12 +520,14 @@ def main() -> None:
 
     from planner_rl.env.planner import NoPlanError
     from planner_rl.env.problem import ProblemError
+    from planner_rl.env.strips.task import PDDLTaskError
     from planner_rl.env.tasks import TaskError
     from planner_rl.model import ModelLoadError
     from planner_rl.sweep import run_job
 
     register_configs()
-    known = (ConfigError, ModelLoadError, TaskError, ProblemError, NoPlanError, FileNotFoundError, ValueError)
+    known = (ConfigError, ModelLoadError, TaskError, ProblemError, PDDLTaskError, NoPlanError, FileNotFoundError,
+             ValueError)  # fmt: skip
     hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")(
         lambda cfg: run_job(run, cfg, known)
     )()

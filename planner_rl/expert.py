@@ -13,16 +13,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from planner_rl.env.cooking import make_world
-from planner_rl.env.planner import NoPlanError, solve
+from planner_rl.env.families import is_strips, make_world, solve
+from planner_rl.env.planner import NoPlanError
 from planner_rl.env.problem import ProblemError
+from planner_rl.env.strips.task import PDDLTaskError
 from planner_rl.env.tasks import TaskError
 
 
 def run(cfg: DictConfig) -> list[str]:
     world = make_world(cfg.task, cfg.seed)
     solution = solve(world, max_expansions=cfg.max_expansions, optimal_sets=False)
-    if cfg.pddl_dir is not None:
+    if cfg.pddl_dir is not None and not is_strips(world):  # a PDDL task is its files already
         from planner_rl.env.pddl import write_pddl
 
         write_pddl(world, Path(cfg.pddl_dir))
@@ -33,7 +34,7 @@ def run(cfg: DictConfig) -> list[str]:
 def main(cfg: DictConfig) -> None:
     try:
         lines = run(cfg)
-    except (TaskError, ProblemError, NoPlanError) as e:
+    except (TaskError, ProblemError, PDDLTaskError, NoPlanError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print("\n".join(lines))

@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from planner_rl.env.cooking import INVALID_FEEDBACK
+
 OUTPUT_FORMATS = ("action", "think")
 ACTION_PREFIX = "Action:"
 THINK_OPEN = "<think>"
@@ -156,3 +158,16 @@ def format_target(action: str, fmt: str, thought: str | None = None) -> str:
         raise ValueError(f"the thought must not contain {THINK_OPEN} or {THINK_CLOSE}")
     inner = f"\n{thought}\n" if thought else "\n"
     return f"{THINK_OPEN}{inner}{THINK_CLOSE}\n{line}"
+
+
+SHOWN_CHARS = 120  # a refused answer is quoted in the next prompt up to this length, so prompts stay bounded
+
+
+def refusal(completion: object, parsed: Parsed) -> str:
+    """Robotouille's feedback for a refused answer, quoting its action text (or the whole answer when it has
+    none), plus the parse error."""
+    shown = parsed.text if parsed.text is not None else completion if isinstance(completion, str) else repr(completion)
+    shown = " ".join(shown.split())  # one line: the feedback sits in the middle of the next prompt
+    if len(shown) > SHOWN_CHARS:
+        shown = shown[:SHOWN_CHARS] + "..."
+    return f"{INVALID_FEEDBACK.format(shown)} Reason: {parsed.error}."

@@ -53,6 +53,7 @@ class PromptConfig:
     history: int = 5  # how many previous actions to show; 0 none, -1 all
     system: str = "full"  # "full": domain, action syntax and format | "brief": the format line only
     observation: str = "robotouille"  # "robotouille": its text word for word | "compact": one line per station
+    feedback_examples: float = 0.0  # [0, 1]: share of training states also given after a refused answer (data.py)
 
     def __post_init__(self) -> None:
         check_format(self.output_format)
@@ -60,6 +61,8 @@ class PromptConfig:
             raise ValueError(f"prompt.system must be 'full' or 'brief', got {self.system!r}")
         if self.observation not in OBSERVATIONS:
             raise ValueError(f"prompt.observation must be one of {', '.join(OBSERVATIONS)}, got {self.observation!r}")
+        if not 0.0 <= self.feedback_examples <= 1.0:
+            raise ValueError(f"prompt.feedback_examples must be in [0, 1], got {self.feedback_examples!r}")
         if not isinstance(self.history, int) or self.history < -1:
             raise ValueError(f"prompt.history must be an integer >= -1 (-1 shows all), got {self.history!r}")
 
@@ -67,12 +70,14 @@ class PromptConfig:
 DEFAULT_PROMPT = PromptConfig()
 
 
-def system_message(cfg: PromptConfig) -> str:
+def system_message(cfg: PromptConfig, world: object = None) -> str:
     """The system message; `brief` keeps only the output format (a fifth of a tiny-model prompt's tokens is the
-    domain text, which a model trained from scratch cannot read anyway)."""
+    domain text, which a model trained from scratch cannot read anyway). A world of another family (PDDL) brings its
+    own domain text (`world.domain_text`); the kitchen's is the default."""
     if cfg.system == "brief":
         return SYSTEM_FORMAT[cfg.output_format]
-    return f"{SYSTEM_DOMAIN}\n{SYSTEM_ACTIONS}\n{SYSTEM_FORMAT[cfg.output_format]}"
+    domain = getattr(world, "domain_text", None) or f"{SYSTEM_DOMAIN}\n{SYSTEM_ACTIONS}"
+    return f"{domain}\n{SYSTEM_FORMAT[cfg.output_format]}"
 
 
 def _schema_of_effects(world: World) -> dict[int, str]:
@@ -134,7 +139,10 @@ def user_message(
 ) -> str:
     """Robotouille's observation of `state`, then the progress, previous-action and feedback sections."""
     compact = cfg.observation == "compact"
-    parts = [compact_observation(world, state) if compact else world.describe_state(state)]
+    # a PDDL world has no hidden counters (progress: "nothing in progress") and its own compact view
+    own_compact = getattr(world, "compact_observation", None)
+    view = (own_compact(state) if own_compact else compact_observation(world, state)) if compact else None
+    parts = [view if compact else world.describe_state(state)]
     if cfg.valid_actions:
         parts.append("Valid Actions:\n" + "\n".join(a.text for a in world.valid_actions(state)))
     parts.append(f"Goal: {world.problem.goal_description}")
@@ -161,6 +169,6 @@ def build_messages(
 ) -> list[dict[str, str]]:
     """The chat messages (system, user) for one decision."""
     return [
-        {"role": "system", "content": system_message(cfg)},
+        {"role": "system", "content": system_message(cfg, world)},
         {"role": "user", "content": user_message(world, state, history, cfg, feedback)},
     ]

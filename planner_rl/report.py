@@ -122,12 +122,11 @@ def eval_tasks(run: Run) -> list[str]:
 
 
 @functools.cache
-def _task_order(name: str) -> int:
-    """Robotouille's task order, for rows and columns (task_names() reads the task files: once per name)."""
-    from planner_rl.env.tasks import task_names
+def _task_order(name: str) -> tuple:
+    """Robotouille's task order, then Blocksworld by blocks, then paths, for rows and columns (once per name)."""
+    from planner_rl.env.families import task_rank
 
-    names = task_names()
-    return names.index(name) if name in names else len(names)
+    return task_rank(name)
 
 
 STAGE_LABELS = {"sft_only": "step 0 (SFT-only; untrained when sft.epochs=0)",

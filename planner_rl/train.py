@@ -52,9 +52,10 @@ from planner_rl.checkpoint import (
     write_atomically,
 )
 from planner_rl.config import ConfigError, register_configs, typed
-from planner_rl.data import build_dataset, task_list
+from planner_rl.data import build_dataset, seed_list, task_list
 from planner_rl.env.planner import NoPlanError
 from planner_rl.env.problem import ProblemError
+from planner_rl.env.strips.task import PDDLTaskError
 from planner_rl.env.tasks import TaskError
 from planner_rl.evaluate import EvalConfig, evaluate, protocol_line, transcript_rows, write_evaluation
 from planner_rl.grpo import GRPOConfig, zero_variance_groups
@@ -432,7 +433,8 @@ def train(cfg: DictConfig) -> dict:
         data, info = build_dataset(cfg)
         test_rows = data["test"].to_list()
         train_rows = data["grpo" if "grpo" in data else "train"].to_list()  # GRPO's prompts (env.grpo_seeds)
-        tasks, test_seeds = task_list(cfg.env.tasks), list(cfg.env.test_seeds)
+        # seed_list: a range "a-b" is a config's spelling too (list() of it would give its characters)
+        tasks, test_seeds = task_list(cfg.env.tasks), seed_list(cfg.env.test_seeds, "env.test_seeds")
         grpo_note = f" / {info['examples']['grpo']} GRPO prompts (env.grpo_seeds)" if "grpo" in data else ""
         job.say(
             f"data: {info['examples']['train']} train / {info['examples']['test']} test prompts{grpo_note} "
@@ -488,7 +490,8 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    known = (ConfigError, ModelLoadError, TaskError, ProblemError, NoPlanError, FileNotFoundError, CheckpointError)
+    known = (ConfigError, ModelLoadError, TaskError, ProblemError, PDDLTaskError, NoPlanError, FileNotFoundError,
+             CheckpointError)  # fmt: skip
     run_job(train, cfg, known)
 
 

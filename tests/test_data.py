@@ -164,3 +164,25 @@ def test_grpo_seeds_make_a_split_of_their_own_layouts():
     assert "grpo" not in build_dataset(_cfg("env.tasks=[burger]", "env.train_seeds=[1]", "env.test_seeds=[2]"))[0]
     with pytest.raises(ValueError, match=r"env.grpo_seeds and env.test_seeds overlap on \[2\]"):
         build_dataset(_cfg("env.tasks=[burger]", "env.train_seeds=[1]", "env.test_seeds=[2]", "env.grpo_seeds=[2]"))
+
+
+def test_feedback_examples_repeat_a_share_of_states_after_a_refused_answer():
+    args = ("env.tasks=[cheeseburger]", "env.train_seeds=0-3", "env.test_seeds=[9]", "prompt.history=0")
+    plain = build_dataset(_cfg(*args))[0]["train"]
+    mixed, test = build_dataset(_cfg(*args, "prompt.feedback_examples=0.5"))[0].values()
+    assert len(test) > 0 and not any("Feedback: " in ex["prompt"][1]["content"] for ex in test)  # expert states only
+    shown = [ex for ex in mixed if "Feedback: " in ex["prompt"][1]["content"]]
+    assert 0 < len(shown) < len(plain) and len(mixed) == len(plain) + len(shown)
+    by_state = {(ex["seed"], ex["step"]): ex for ex in plain}
+    for ex in shown:  # the same state, its expert action the target; the quoted answer is invalid there
+        twin = by_state[(ex["seed"], ex["step"])]
+        assert ex["target"] == twin["target"] and ex["valid_actions"] == twin["valid_actions"]
+        quoted = ex["prompt"][1]["content"].split("Feedback: The action '")[1].split("'")[0]
+        assert quoted not in ex["valid_actions"]
+        assert (
+            ex["prompt"][1]["content"].replace(ex["prompt"][1]["content"].split("\n\n")[-2] + "\n\n", "")
+            == (twin["prompt"][1]["content"])
+        )  # nothing else changes
+    assert build_dataset(_cfg(*args, "prompt.feedback_examples=0.5"))[0]["train"]["prompt"] == mixed["prompt"]
+    with pytest.raises(ValueError, match=r"prompt\.feedback_examples must be in"):
+        PromptConfig(feedback_examples=1.5)

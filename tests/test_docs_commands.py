@@ -137,6 +137,18 @@ PLANS |= {
     "python experiments/scaling/summarize.py outputs/scaling": "skip: reads the learning study's run dirs "
     "(outputs/scaling), which only the study makes",
 }
+BLOCKS = "skip: Blocksworld training at full size (CPU tens of minutes); debug=smoke_blocksworld runs that pipeline"
+PLANS |= {
+    "python -m planner_rl.train debug=smoke_blocksworld": "run: {py} -m planner_rl.train debug=smoke_blocksworld "
+    "hydra.run.dir={tmp}/bw",
+    "python -m planner_rl.expert task=blocks6 seed=3": "run: {py} -m planner_rl.expert task=blocks6 seed=3",
+    "python -m planner_rl.data env=blocksworld env.tasks=[blocks4] out_dir=data/bw4": "run: {py} -m planner_rl.data "
+    "env=blocksworld env.tasks=[blocks4] env.train_seeds=1000-1003 env.test_seeds=[0] out_dir={tmp}/bw4",
+    "python -m planner_rl.train +experiment=blocksworld": BLOCKS,
+    "python -m planner_rl.train -m +sweep=blocksworld_generalization": BLOCKS,
+    "python -m planner_rl.train env=pddl env.tasks=[my/problems] env.train_seeds=0-39 env.test_seeds=40-49": "skip: "
+    "needs a user's problem files; tests/test_blocksworld_pipeline.py builds env=pddl data from a directory",
+}
 HYDRA_APPS = {"train": "train", "data": "data", "sft": "sft", "evaluate": "evaluate", "expert": "expert"}
 
 

@@ -4,23 +4,39 @@
    in plain Python (ratio, clipping with eps_low / eps_high, each aggregation mode, the k3 KL, std / none advantage
    scaling), and the micro-batched, shared-prompt update (planner_rl/packing.py) against a plain forward of every
    prompt + completion on the embedded tiny model.
-2. GRPO learns: from a warm start that answers about half of 8 fixed training prompts right, the main job's GRPO
-   loop (planner_rl/train.py, in process, with the hf rollout and the torch trainer) takes their mean sampled
-   reward to >= 0.9. The slow variant also runs it with the advantage sign, the old log-probs, the sampling
-   temperature in the log-probs and the completion mask each deliberately broken, and checks that none of those
-   reaches the target.
+2. GRPO learns (slow, ~1.5 min a run): from a short-SFT warm start whose sampled answers are right about 40% of
+   the time on 8 fixed training prompts, GRPO through the loop's own phase functions (draw_groups ->
+   single_turn_batch -> balance_micro_batches -> old_and_reference_log_probs -> policy_update, the hf rollout and
+   the torch trainer) takes their mean sampled reward to >= 0.9; the same run with the advantage sign, the old
+   log-probs, the temperature in the log-probs or the completion mask deliberately broken (one monkeypatch each)
+   does not. Settings and figures: docs/training.md, "The GRPO learning test".
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
 
-from planner_rl.grpo import GRPOLossConfig, group_advantages, grpo_loss, micro_batch_weight
+import planner_rl.train as train_module
+from planner_rl import update
+from planner_rl.data import build_examples
+from planner_rl.grpo import GRPOConfig, GRPOLossConfig, group_advantages, grpo_loss, micro_batch_weight
 from planner_rl.model import ModelConfig, load_model_and_tokenizer
-from planner_rl.packing import group_log_probs
+from planner_rl.packing import group_log_probs, kept_advantages
+from planner_rl.prompts import PromptConfig
+from planner_rl.rewards import RewardConfig, compute_reward
+from planner_rl.rollout import Sampling
+from planner_rl.rollout.hf import HFRollout, HFRolloutConfig
+from planner_rl.sampler import SingleTurnSampler, draw_groups
+from planner_rl.sft import SFTConfig, train_sft
+from planner_rl.trainer.torch import TorchTrainer, TorchTrainerConfig
+from planner_rl.update import Policy
+
+TINY_64 = ModelConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, head_dim=16)  # fmt: skip
 
 
 # --- 1. the loss against a computation written out by hand --------------------------------------------------------
@@ -98,10 +114,7 @@ def test_packed_micro_batches_match_a_plain_forward_of_each_sequence():
     """The update as the loop runs it (shared-prompt log-probs at the sampling temperature, micro-batches of whole
     groups weighted by micro_batch_weight, mu = 2 with old log-probs stored before the first step, the k3 KL) gives
     the loss and parameter gradient of the same objective computed on plain forwards of prompt + completion."""
-    model, _ = load_model_and_tokenizer(
-        ModelConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, head_dim=16)
-    )  # fmt: skip
+    model, _ = load_model_and_tokenizer(TINY_64)
     gen = torch.Generator().manual_seed(3)
     prompts = [torch.randint(6, 800, (n,), generator=gen).tolist() for n in (9, 5, 12)]  # left padding differs
     lens = [3, 1, 4, 2, 2, 5]  # G = 2
@@ -158,3 +171,108 @@ def test_packed_micro_batches_match_a_plain_forward_of_each_sequence():
     assert total == pytest.approx(plain, rel=1e-4, abs=1e-6)
     for a, b in zip(packed, (p.grad for p in model.parameters()), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
+
+
+# --- 2. GRPO learns, and does not when one piece is wrong -----------------------------------------------------------
+# The 8 states of cheese_sandwich layout 0, short prompts (~165 tokens); SFT stopped early enough that samples at the
+# GRPO temperature are right ~40% of the time (greedy: 5 of 8); then 60 GRPO steps of 8 prompts x 8 samples.
+TEMPERATURE = 0.5  # sampling; also what the log-probs must use
+WARM_SFT = SFTConfig(epochs=60, batch_size=8, lr=5e-3, warmup_ratio=0.0, eval_examples=2, max_new_tokens=16)
+LEARN_GRPO = GRPOConfig(steps=60, prompts_per_step=8, group_size=8, mu=2, zero_variance="drop")
+LEARN_TRAINER = TorchTrainerConfig(lr=7e-4, schedule="cosine", warmup_steps=10, precision="fp32", micro_batch_size=64)
+EVAL_SAMPLES = 32  # per prompt, for the reward before and after
+
+
+@pytest.fixture(scope="module")
+def warm_start():
+    """(rows, tokenizer, the warm-start weights): 60 full-batch SFT epochs from the seed-0 64-wide tiny model."""
+    rows = build_examples(["cheese_sandwich"], [0], PromptConfig(system="brief", observation="compact", history=0), {})
+    model, tokenizer = load_model_and_tokenizer(TINY_64)
+    train_sft(model, tokenizer, {"train": rows, "test": rows[:2]}, WARM_SFT, "action", None, log=lambda m: None)
+    return rows, tokenizer, copy.deepcopy(model.state_dict())
+
+
+def mean_sampled_reward(sampler: SingleTurnSampler, n: int, seed: int) -> float:
+    """Mean expert-match reward of n samples of every prompt at the sampling temperature (seeded)."""
+    seeds = [seed * 1000 + i for i in range(len(sampler.rows))]
+    prompts = [sampler.prompt(i) for i in range(len(sampler.rows))]
+    comps = sampler.rollout.generate(prompts, n, sampler.sampling, seeds)
+    scores = [compute_reward(sampler.reward, c.text, sampler.rows[k // n], "action")[0] for k, c in enumerate(comps)]
+    return sum(scores) / len(scores)
+
+
+def break_one_piece(mutant: str, monkeypatch, warm_model) -> None:
+    """Monkeypatch one piece of the GRPO update to be wrong in a way a real bug would be."""
+    if mutant == "advantage_sign":  # rewards pushed the wrong way
+        monkeypatch.setattr(train_module, "kept_advantages", lambda *a: -kept_advantages(*a))
+    elif mutant == "old_logp_stale":  # old log-probs of the warm start, not of the policy that sampled the batch
+
+        def stale(policy, mbs, grpo):
+            with torch.no_grad():
+                return [policy.log_probs(warm_model, mb)[0] for mb in mbs], [None] * len(mbs)
+
+        monkeypatch.setattr(update, "old_and_reference_log_probs", stale)
+    elif mutant == "old_logp_temperature_1":  # old log-probs of the unscaled softmax (as an engine may return)
+
+        def unscaled(policy, mbs, grpo):
+            with torch.no_grad():
+                return [group_log_probs(policy.backend.model, mb.prompts, mb.completions, policy.pad_id, 1.0)[0]
+                        for mb in mbs], [None] * len(mbs)  # fmt: skip
+
+        monkeypatch.setattr(update, "old_and_reference_log_probs", unscaled)
+    elif mutant in ("logp_temperature_1", "mask_shifted", "mask_with_padding"):  # measured, not asserted: docs
+
+        def wrong(model, prompts, completions, pad_id, temperature):
+            t = 1.0 if mutant == "logp_temperature_1" else temperature  # samples at 0.5, log-probs at 1
+            logp, mask = group_log_probs(model, prompts, completions, pad_id, t)  # [b, C] x2
+            if mutant == "mask_shifted":  # one column late: the first answer token out, a padding one in
+                mask = torch.nn.functional.pad(mask[:, :-1], (1, 0))
+            elif mutant == "mask_with_padding":
+                mask = torch.ones_like(mask)
+            return logp, mask
+
+        monkeypatch.setattr(update, "group_log_probs", wrong)
+    elif mutant != "none":
+        raise ValueError(mutant)
+
+
+def grpo_learning_run(warm_start, mutant: str, monkeypatch, seed: int = 0) -> tuple[float, float, list[float]]:
+    """(mean sampled reward before, after, each step's training reward) of the GRPO loop's phases on the 8 prompts."""
+    rows, tokenizer, weights = warm_start
+    torch.manual_seed(seed)
+    model, _ = load_model_and_tokenizer(TINY_64)
+    model.load_state_dict(weights)
+    break_one_piece(mutant, monkeypatch, copy.deepcopy(model).eval())
+    grpo, G = LEARN_GRPO, LEARN_GRPO.group_size
+    backend = TorchTrainer(model, LEARN_TRAINER, total_steps=grpo.steps * grpo.mu)
+    policy = Policy(backend, None, tokenizer.pad_token_id, TEMPERATURE)
+    rollout = HFRollout(model, tokenizer, HFRolloutConfig(temperature=TEMPERATURE, max_new_tokens=16))
+    sampler = SingleTurnSampler(rollout, tokenizer, rows, G, Sampling(TEMPERATURE, 1.0, 16), RewardConfig(),
+                                "action", seed)  # fmt: skip
+    before = mean_sampled_reward(sampler, EVAL_SAMPLES, seed=7)
+    position, rewards = 0, []
+    for _ in range(grpo.steps):  # the loop of planner_rl/train.py's grpo_stage, single_turn, one process
+        draw = draw_groups(sampler, position, grpo)
+        position = draw.position
+        rewards.append(sum(draw.groups.scores) / len(draw.groups.scores))
+        batch = train_module.single_turn_batch(draw, sampler, grpo, LEARN_TRAINER.micro_batch_size)
+        mbs, tokens, n_rows, _ = update.balance_micro_batches(batch.micro_batches, batch.kept, batch.filler)
+        olds, refs = update.old_and_reference_log_probs(policy, mbs, grpo)
+        update.policy_update(policy, mbs, olds, refs, grpo, tokens, n_rows, world=1)
+    return before, mean_sampled_reward(sampler, EVAL_SAMPLES, seed=8), rewards
+
+
+@pytest.mark.slow
+def test_grpo_takes_a_half_right_warm_start_to_090(warm_start, monkeypatch):
+    before, after, rewards = grpo_learning_run(warm_start, "none", monkeypatch)
+    print(f"GRPO learning: sampled reward {before:.3f} -> {after:.3f}; per step {[round(r, 2) for r in rewards]}")
+    assert 0.25 <= before <= 0.6  # about half right to begin with
+    assert after >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant", ["advantage_sign", "old_logp_stale", "old_logp_temperature_1"])
+def test_grpo_with_one_piece_wrong_does_not_get_there(warm_start, monkeypatch, mutant):
+    before, after, rewards = grpo_learning_run(warm_start, mutant, monkeypatch)
+    print(f"GRPO learning, {mutant}: sampled reward {before:.3f} -> {after:.3f}")
+    assert after < 0.9

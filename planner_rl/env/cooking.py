@@ -46,9 +46,11 @@ def make_world(task: str | int | Path, seed: int | None = None) -> World:
 
 
 class CookingEnv:
+    world_of = staticmethod(make_world)  # (task, seed) -> world; `families.TextEnv` takes any family's
+
     def __init__(self, task: str | int | Path, seed: int | None = None, max_steps: int | None = None):
         self.task, self.seed, self.max_steps = task, seed, max_steps
-        self.world: World = make_world(task, seed)
+        self.world: World = self.world_of(task, seed)
         self.state: State = self.world.initial_state
         self.steps = 0
         self.done = False
@@ -57,7 +59,7 @@ class CookingEnv:
     def reset(self, seed: int | None = None) -> str:
         """Start an episode on the layout of `seed` (None: the file's own layout); returns the observation."""
         self.seed = seed
-        self.world = make_world(self.task, seed)
+        self.world = self.world_of(self.task, seed)
         self.state = self.world.initial_state
         self.steps = 0
         self.done = self.world.is_goal(self.state)
