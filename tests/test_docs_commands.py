@@ -180,7 +180,12 @@ def test_doc_command_composes(cmd):
 
 
 def _make(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-n", "-o", ".venv/.installed", *args], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run(
+        ["make", "-n", "--no-print-directory", "-o", ".venv/.installed", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_make_targets_of_the_docs_exist_and_make_run_is_the_main_job():
