@@ -1,5 +1,7 @@
 """Hand-made problems for the environment tests."""
 
+from collections import deque
+
 from planner_rl.env.domain import load_domain
 from planner_rl.env.problem import build_problem
 from planner_rl.env.world import State, World
@@ -45,3 +47,28 @@ def valid_texts(world: World, state: State) -> list[str]:
 
 def atoms(world: World, state: State) -> set[tuple[str, ...]]:
     return set(world.true_atoms(state))
+
+
+def distances(world: World, cap: int | None = None) -> dict:
+    """Exact cost-to-go of every reachable state (breadth-first, backwards from the goal states); `cap`: the most
+    states the test expects to reach (asserted)."""
+    preds = {world.initial_state: []}
+    queue = deque(preds)
+    while queue:
+        s = queue.popleft()
+        for a in world.valid_actions(s):
+            t = world.step(s, a)
+            if t not in preds:
+                preds[t] = []
+                queue.append(t)
+            preds[t].append(s)
+        assert cap is None or len(preds) <= cap
+    dist = {s: 0 for s in preds if world.is_goal(s)}
+    queue = deque(dist)
+    while queue:
+        s = queue.popleft()
+        for p in preds[s]:
+            if p not in dist:
+                dist[p] = dist[s] + 1
+                queue.append(p)
+    return dist

@@ -2,9 +2,8 @@
 exceeds the true cost-to-go, and the planner's cost and optimal action sets are exactly those of breadth-first
 search. This is what makes the planner's answers exact; its speed depends on the heuristic being tight."""
 
-from collections import deque
-
 import pytest
+from kitchen import distances
 
 from planner_rl.env.heuristic import Heuristic
 from planner_rl.env.planner import cost_to_go, heuristic_for, optimal_actions, solve
@@ -15,33 +14,9 @@ from planner_rl.env.world import State
 INSTANCES = [(3, None), (0, None), (0, 2), (3, 5), (1, None), (4, None), (4, 2), (1, 43)]
 
 
-def _distances(world) -> dict:
-    """Exact cost-to-go of every reachable state, by breadth-first search backwards from the goal states."""
-    s0 = world.initial_state
-    preds: dict = {s0: []}
-    queue = deque([s0])
-    while queue:
-        s = queue.popleft()
-        for a in world.valid_actions(s):
-            t = world.step(s, a)
-            if t not in preds:
-                preds[t] = []
-                queue.append(t)
-            preds[t].append(s)
-    dist = {s: 0 for s in preds if world.is_goal(s)}
-    queue = deque(dist)
-    while queue:
-        s = queue.popleft()
-        for p in preds[s]:
-            if p not in dist:
-                dist[p] = dist[s] + 1
-                queue.append(p)
-    return dist
-
-
 @pytest.fixture(scope="module")
 def spaces(make_world):
-    return {key: (make_world(*key), _distances(make_world(*key))) for key in INSTANCES}
+    return {key: (make_world(*key), distances(make_world(*key))) for key in INSTANCES}
 
 
 @pytest.mark.parametrize("key", INSTANCES)

@@ -12,10 +12,10 @@ check it.
 
 import hashlib
 import json
-from collections import deque
 from pathlib import Path
 
 import pytest
+from kitchen import distances
 
 from planner_rl.env.domain import load_domain
 from planner_rl.env.planner import NoPlanError, solve
@@ -150,30 +150,6 @@ def test_the_expert_never_crashes(rel):
         assert world.is_goal(sol.states[-1]) and len(sol.plan) == sol.cost
 
 
-def distances(world, cap=60_000) -> dict:
-    """Exact cost-to-go of every reachable state (breadth-first, backwards from the goal states)."""
-    preds = {world.initial_state: []}
-    queue = deque(preds)
-    while queue:
-        s = queue.popleft()
-        for a in world.valid_actions(s):
-            t = world.step(s, a)
-            if t not in preds:
-                preds[t] = []
-                queue.append(t)
-            preds[t].append(s)
-        assert len(preds) <= cap
-    dist = {s: 0 for s in preds if world.is_goal(s)}
-    queue = deque(dist)
-    while queue:
-        s = queue.popleft()
-        for p in preds[s]:
-            if p not in dist:
-                dist[p] = dist[s] + 1
-                queue.append(p)
-    return dist
-
-
 SMALL = [r for r in example_files() if r.startswith(("base_", "composite_"))] + ["fry_chicken"]
 
 
@@ -182,7 +158,7 @@ def test_optimal_and_admissible_against_breadth_first_search(rel):
     from planner_rl.env.planner import heuristic_for
 
     world = world_of(rel)
-    dist = distances(world)
+    dist = distances(world, cap=60_000)
     h = heuristic_for(world)
     assert all(h(s) <= d for s, d in dist.items())
     assert solve(world).cost == dist[world.initial_state]
@@ -225,7 +201,7 @@ def test_soup_heuristic_admissible_on_a_whole_state_space():
     from planner_rl.env.planner import heuristic_for
 
     world = World(build_problem(_small_soup(), load_domain(), source="small soup"), load_domain())
-    dist = distances(world)
+    dist = distances(world, cap=60_000)
     h = heuristic_for(world)
     assert len(dist) > 10_000 and all(h(s) <= d for s, d in dist.items())
     assert h(world.initial_state) >= 13 and dist[world.initial_state] == 19
@@ -246,7 +222,7 @@ def test_heuristic_admissible_on_a_stack_that_names_no_station():
                    {"predicate": "atop", "args": ["topbun", "patty"], "ids": [2, 1]},
                    {"predicate": "atop", "args": ["patty", "bottombun"], "ids": [1, 3]}]  # fmt: skip
     world = World(build_problem(raw, load_domain(), source="free stack"), load_domain())
-    dist = distances(world)
+    dist = distances(world, cap=60_000)
     h = heuristic_for(world)
     assert all(h(s) <= d for s, d in dist.items())
     assert (h(world.initial_state), dist[world.initial_state]) == (11, 15)
