@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import Counter
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ from planner_rl import update
 from planner_rl.data import build_examples
 from planner_rl.grpo import GRPOConfig, GRPOLossConfig, group_advantages, grpo_loss, micro_batch_weight
 from planner_rl.model import ModelConfig, load_model_and_tokenizer
-from planner_rl.packing import group_log_probs, kept_advantages
+from planner_rl.packing import MicroBatch, group_log_probs, kept_advantages
 from planner_rl.prompts import PromptConfig
 from planner_rl.rewards import RewardConfig, compute_reward
 from planner_rl.rollout import Sampling
@@ -220,13 +221,15 @@ def break_one_piece(mutant: str, monkeypatch, warm_model) -> None:
                         for mb in mbs], [None] * len(mbs)  # fmt: skip
 
         monkeypatch.setattr(update, "old_and_reference_log_probs", unscaled)
-    elif mutant in ("logp_temperature_1", "mask_shifted", "mask_with_padding"):  # measured, not asserted: docs
+    elif mutant in ("logp_temperature_1", "mask_shifted", "mask_early", "mask_with_padding"):
 
         def wrong(model, prompts, completions, pad_id, temperature):
             t = 1.0 if mutant == "logp_temperature_1" else temperature  # samples at 0.5, log-probs at 1
             logp, mask = group_log_probs(model, prompts, completions, pad_id, t)  # [b, C] x2
             if mutant == "mask_shifted":  # one column late: the first answer token out, a padding one in
                 mask = torch.nn.functional.pad(mask[:, :-1], (1, 0))
+            elif mutant == "mask_early":  # one column early: the end-of-turn token out
+                mask = torch.nn.functional.pad(mask[:, 1:], (0, 1))
             elif mutant == "mask_with_padding":
                 mask = torch.ones_like(mask)
             return logp, mask
@@ -276,3 +279,71 @@ def test_grpo_with_one_piece_wrong_does_not_get_there(warm_start, monkeypatch, m
     before, after, rewards = grpo_learning_run(warm_start, mutant, monkeypatch)
     print(f"GRPO learning, {mutant}: sampled reward {before:.3f} -> {after:.3f}")
     assert after < 0.9
+
+
+# --- 3. the update's log-probs are those of the sampling distribution ----------------------------------------------
+# The learning run cannot see every log-prob at the wrong temperature (with mean-centred advantages the expected
+# gradient only changes by a factor, which AdamW takes out) nor a mask that moves past tokens the warm start is sure
+# of; this sees both. The update's probability of a whole completion, exp(sum of its masked token log-probs), must be
+# the frequency with which the rollout samples it: 256 seeded samples per prompt of the warm start at T = 0.5, then
+# the total-variation distance between the sampled frequencies f_s of the distinct completions s and the update's
+# q_s, TV = (sum_s |f_s - q_s| + max(0, 1 - sum_s q_s)) / 2 (the last term: mass on completions never sampled).
+CALIBRATION_SAMPLES = 256
+CALIBRATION_TV = 0.25  # mean over the 8 prompts; measured 0.112 for the real code, >= 0.50 for each mutant (docs)
+
+
+@pytest.fixture(scope="module")
+def warm_samples(warm_start):
+    """(prompt ids, the distinct sampled completions and their frequencies) per training prompt of the warm start."""
+    rows, tokenizer, weights = warm_start
+    model, _ = load_model_and_tokenizer(TINY_64)
+    model.load_state_dict(weights)
+    rollout = HFRollout(model, tokenizer, HFRolloutConfig(temperature=TEMPERATURE, max_new_tokens=16))
+    sampler = SingleTurnSampler(rollout, tokenizer, rows, 1, Sampling(TEMPERATURE, 1.0, 16), RewardConfig(),
+                                "action", 0)  # fmt: skip
+    n, prompts = CALIBRATION_SAMPLES, [sampler.prompt(i) for i in range(len(rows))]
+    comps = rollout.generate(prompts, n, sampler.sampling, [100 + i for i in range(len(rows))])
+    out = []
+    for k, prompt in enumerate(prompts):
+        counts = Counter(tuple(c.token_ids) for c in comps[k * n : (k + 1) * n])
+        out.append((prompt, [list(c) for c in counts], torch.tensor([m / n for m in counts.values()])))
+    return out
+
+
+def calibration_gaps(warm_start, warm_samples, mutant: str, monkeypatch) -> tuple[float, float]:
+    """Mean TV over the prompts between the sampled frequencies and the update's probabilities, for the current
+    log-probs (`Policy.log_probs`, as `policy_update` takes them) and the stored old ones
+    (`old_and_reference_log_probs`), each summed over the current log-probs' mask, as `grpo_loss` reads them."""
+    rows, tokenizer, weights = warm_start
+    model, _ = load_model_and_tokenizer(TINY_64)
+    model.load_state_dict(weights)
+    break_one_piece(mutant, monkeypatch, copy.deepcopy(model).eval())
+    backend = TorchTrainer(model, LEARN_TRAINER, total_steps=1)
+    policy = Policy(backend, None, tokenizer.pad_token_id, TEMPERATURE)
+    mbs = [MicroBatch([p], comps, torch.zeros(len(comps))) for p, comps, _ in warm_samples]
+    olds, _ = update.old_and_reference_log_probs(policy, mbs, LEARN_GRPO)  # mu = 2: stored
+    gaps = {"new": [], "old": []}
+    for mb, old, (_, _, freq) in zip(mbs, olds, warm_samples, strict=True):
+        with torch.no_grad(), backend.autocast():
+            logp, mask = policy.log_probs(backend.model, mb)  # [S, C] x2
+        for key, lp in (("new", logp), ("old", old)):
+            q = (lp * mask).sum(dim=1).exp()  # [S]: the update's probability of each distinct completion
+            gaps[key].append(0.5 * float((freq - q).abs().sum() + (1 - q.sum()).clamp(min=0)))
+    return sum(gaps["new"]) / len(mbs), sum(gaps["old"]) / len(mbs)
+
+
+@pytest.mark.slow
+def test_update_log_probs_are_those_of_the_sampling_distribution(warm_start, warm_samples, monkeypatch):
+    new, old = calibration_gaps(warm_start, warm_samples, "none", monkeypatch)
+    print(f"calibration: mean TV current {new:.3f}, old {old:.3f}")
+    assert new < CALIBRATION_TV and old < CALIBRATION_TV
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "mutant", ["logp_temperature_1", "old_logp_temperature_1", "mask_shifted", "mask_early", "mask_with_padding"]
+)
+def test_log_probs_with_one_piece_wrong_are_not(warm_start, warm_samples, monkeypatch, mutant):
+    new, old = calibration_gaps(warm_start, warm_samples, mutant, monkeypatch)
+    print(f"calibration, {mutant}: mean TV current {new:.3f}, old {old:.3f}")
+    assert max(new, old) >= CALIBRATION_TV
