@@ -7,9 +7,14 @@
 2. GRPO learns (slow, ~1.5 min a run): from a short-SFT warm start whose sampled answers are right about 40% of
    the time on 8 fixed training prompts, GRPO through the loop's own phase functions (draw_groups ->
    single_turn_batch -> balance_micro_batches -> old_and_reference_log_probs -> policy_update, the hf rollout and
-   the torch trainer) takes their mean sampled reward to >= 0.9; the same run with the advantage sign, the old
-   log-probs, the temperature in the log-probs or the completion mask deliberately broken (one monkeypatch each)
-   does not. Settings and figures: docs/training.md, "The GRPO learning test".
+   the torch trainer) takes their mean sampled reward to >= 0.9; the same run with the advantage sign flipped, the
+   old log-probs stale or the old log-probs at temperature 1 (one monkeypatch each) does not.
+3. The update's log-probs are those of the sampling distribution (slow, the same warm start): the probability the
+   update gives each whole sampled completion (its masked token log-probs, current and stored old, summed) matches
+   the frequency with which the hf rollout samples it at the GRPO temperature; with every log-prob at temperature
+   1, the old ones at temperature 1, or the completion mask one column late, one early or over the padding (the
+   same monkeypatches), it does not. These are the defects 2. cannot see. Settings and figures: docs/training.md,
+   "The GRPO learning test".
 """
 
 from __future__ import annotations
