@@ -1,5 +1,5 @@
 """`planner_rl.bench.trl`'s reward settings and informative share, without TRL: the `mixed` setting turns answers
-that differ only in validity into groups with reward std > 0, where plain expert_match leaves them all-0."""
+that differ only in format into groups with reward std > 0, where plain expert_match leaves them all-0."""
 
 import pytest
 
@@ -25,9 +25,9 @@ def test_mixed_setting_makes_groups_informative(make_world):
     rows = [r for r in rows if len(r["valid_actions"]) > 1]
     assert rows
     G, answers = 4, []
-    for row in rows:  # per group: two valid non-expert answers, two invalid ones; never the expert's action
+    for row in rows:  # per group: two well-formed non-expert answers, two malformed ones; never the expert's action
         other = next(a for a in row["valid_actions"] if a != row["expert_action"])
-        answers += [f"Action: {other}", "Action: juggle the onion", "Action: juggle the onion", f"Action: {other}"]
+        answers += [f"Action: {other}", f"robot1 {other}", "from table1 cheese1Can", f"Action: {other}"]
 
     def share(setting: str) -> float:
         reward = RewardConfig(name="expert_match", **SETTINGS[setting])

@@ -18,8 +18,9 @@ warm-up. Prints completions/s and tokens/s of both and the median over rounds of
 
 Two reward settings (`--settings`, both by default), each with its own rounds and ratio. `expert_match`: the plain
 0/1 reward; the SFT model never gives the expert's action on these states, so every group is all-0 (zero variance,
-zero advantages). `mixed`: the same reward plus 1 for a valid action (`reward.valid_weight=1`, the same
-`RewardConfig` on both sides), 0/1 in practice, so groups mix valid and invalid answers and advantages are non-zero.
+zero advantages). `mixed`: the same reward plus 1 for a well-formed answer (`reward.format_weight=1`, the same
+`RewardConfig` on both sides), 0/1 in practice: the SFT model's samples are well formed about a fifth of the time,
+so most groups mix well-formed and malformed answers and their advantages are non-zero.
 Each setting prints the informative share (groups with reward std > 0) of both frameworks' timed steps, and of G
 samples on a few prompts before timing (`informative_share`).
 """
@@ -48,7 +49,7 @@ from planner_rl.grpo import zero_variance_fraction
 from planner_rl.rewards import RewardConfig, compute_reward
 
 # reward settings: RewardConfig keyword arguments besides name="expert_match" (module docstring)
-SETTINGS = {"expert_match": {}, "mixed": {"valid_weight": 1.0}}
+SETTINGS = {"expert_match": {}, "mixed": {"format_weight": 1.0}}
 
 
 def informative_share(rewards: list[float], group: int) -> float:
