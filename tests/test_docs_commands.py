@@ -118,6 +118,8 @@ PLANS: dict[str, str] = {
     "python -m planner_rl.bench.trl": "skip: needs the bench extra (trl), `make bench` installs it",
     "python -m planner_rl.bench.step": BENCH,
     "OMP_NUM_THREADS=1 python -m planner_rl.bench.trl --steps 4": "skip: needs the bench extra (trl), `make bench`",
+    "OMP_NUM_THREADS=1 python -m planner_rl.bench.trl --rounds 1 --steps 3": "skip: needs the bench extra (trl), "
+    "`make bench`",
     "OMP_NUM_THREADS=1 python -m planner_rl.bench.step": BENCH,
     "python -m planner_rl.bench.grpo": "run: {py} -m planner_rl.bench.grpo --prompts 2 --group 2 --repeats 1",
     "python -m planner_rl.train +experiment=long_horizon": f"run: {{py}} -m planner_rl.train +experiment=long_horizon "
