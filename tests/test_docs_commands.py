@@ -138,6 +138,9 @@ PLANS |= {
     "experiments/scaling/sft_run.sh <name> <overrides...>": STUDY,
     "python experiments/scaling/summarize.py outputs/scaling": "skip: reads the learning study's run dirs "
     "(outputs/scaling), which only the study makes",
+    "python experiments/scaling/errors.py cheeseburger outputs/scaling/cb_c_h0_2000x2/sft/final prompt.system=brief "
+    "prompt.observation=compact prompt.history=0": "skip: reads an SFT model of the learning study, which only the "
+    "study makes",
 }
 BLOCKS = "skip: Blocksworld training at full size (CPU tens of minutes); debug=smoke_blocksworld runs that pipeline"
 PLANS |= {
