@@ -118,6 +118,8 @@ PLANS: dict[str, str] = {
     "python -m planner_rl.bench.trl": "skip: needs the bench extra (trl), `make bench` installs it",
     "python -m planner_rl.bench.step": BENCH,
     "OMP_NUM_THREADS=1 python -m planner_rl.bench.trl --steps 4": "skip: needs the bench extra (trl), `make bench`",
+    "OMP_NUM_THREADS=1 python -m planner_rl.bench.trl --rounds 1 --steps 3": "skip: needs the bench extra (trl), "
+    "`make bench`",
     "OMP_NUM_THREADS=1 python -m planner_rl.bench.step": BENCH,
     "python -m planner_rl.bench.grpo": "run: {py} -m planner_rl.bench.grpo --prompts 2 --group 2 --repeats 1",
     "python -m planner_rl.train +experiment=long_horizon": f"run: {{py}} -m planner_rl.train +experiment=long_horizon "
@@ -136,6 +138,9 @@ PLANS |= {
     "experiments/scaling/sft_run.sh <name> <overrides...>": STUDY,
     "python experiments/scaling/summarize.py outputs/scaling": "skip: reads the learning study's run dirs "
     "(outputs/scaling), which only the study makes",
+    "python experiments/scaling/errors.py cheeseburger outputs/scaling/cb_c_h0_2000x2/sft/final prompt.system=brief "
+    "prompt.observation=compact prompt.history=0": "skip: reads an SFT model of the learning study, which only the "
+    "study makes",
 }
 BLOCKS = "skip: Blocksworld training at full size (CPU tens of minutes); debug=smoke_blocksworld runs that pipeline"
 PLANS |= {

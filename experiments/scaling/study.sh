@@ -33,3 +33,14 @@ OMP_NUM_THREADS=1 .venv/bin/python -m planner_rl.train $h0 $grpo model.path=$sft
   grpo.zero_variance=resample trainer.lr=3e-4 rollout.temperature=1.0 hydra.run.dir=outputs/scaling/grpo_E \
   > outputs/scaling/grpo_E.log 2>&1
 wait
+# session 4: model width / depth at 1,000 layouts (compare cb_c_h0_1000x2), 4,000 layouts, all ten tasks at once
+h0sft="$cb prompt.observation=compact prompt.history=0 sft.epochs=2"
+cd experiments/scaling
+$run cb_c_h0_1000x2_L8   $h0sft env.train_seeds=1000-1999 model.num_hidden_layers=8 &
+$run cb_c_h0_1000x2_w192 $h0sft env.train_seeds=1000-1999 model.hidden_size=192 model.intermediate_size=576 \
+  model.num_attention_heads=6 model.num_key_value_heads=2
+wait
+$run cb_c_h0_4000x2      $h0sft env.train_seeds=1000-4999 &
+$run all_c_h0_200x2      env.tasks=all prompt.system=brief sft.lr=3e-3 num_proc=1 prompt.observation=compact \
+  prompt.history=0 sft.epochs=2 env.train_seeds=1000-1199
+wait
