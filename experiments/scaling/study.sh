@@ -44,3 +44,8 @@ $run cb_c_h0_4000x2      $h0sft env.train_seeds=1000-4999 &
 $run all_c_h0_200x2      env.tasks=all prompt.system=brief sft.lr=3e-3 num_proc=1 prompt.observation=compact \
   prompt.history=0 sft.epochs=2 env.train_seeds=1000-1199
 wait
+# GRPO from cb_c_h0_4000x2's SFT model on 1,000 fresh layouts (grpo_E's settings)
+cd ../..
+OMP_NUM_THREADS=1 .venv/bin/python -m planner_rl.train $h0 $grpo model.path=outputs/scaling/cb_c_h0_4000x2/sft/final \
+  env.train_seeds=6000-6999 grpo.zero_variance=resample trainer.lr=3e-4 rollout.temperature=1.0 \
+  hydra.run.dir=outputs/scaling/grpo_G > outputs/scaling/grpo_G.log 2>&1
