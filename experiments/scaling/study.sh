@@ -49,3 +49,10 @@ cd ../..
 OMP_NUM_THREADS=1 .venv/bin/python -m planner_rl.train $h0 $grpo model.path=outputs/scaling/cb_c_h0_4000x2/sft/final \
   env.train_seeds=6000-6999 grpo.zero_variance=resample trainer.lr=3e-4 rollout.temperature=1.0 \
   hydra.run.dir=outputs/scaling/grpo_G > outputs/scaling/grpo_G.log 2>&1
+# the SFT learning rate at 1,000 layouts (compare cb_c_h0_1000x2, 3e-3)
+cd experiments/scaling
+$run cb_c_h0_1000x2_lr1e-3 env.tasks=[cheeseburger] prompt.system=brief num_proc=1 prompt.observation=compact \
+  prompt.history=0 env.train_seeds=1000-1999 sft.epochs=2 sft.lr=1e-3 &
+$run cb_c_h0_1000x2_lr6e-3 env.tasks=[cheeseburger] prompt.system=brief num_proc=1 prompt.observation=compact \
+  prompt.history=0 env.train_seeds=1000-1999 sft.epochs=2 sft.lr=6e-3
+wait
