@@ -57,8 +57,9 @@ def informative_share(rewards: list[float], group: int) -> float:
     return 1.0 - zero_variance_fraction(torch.tensor(rewards, dtype=torch.float32), group)
 
 
-def sampled_share(model_dir: Path, rows: list[dict], reward: RewardConfig, args) -> float:
-    """`informative_share` of G samples (temperature 1, the benchmark's length cap) on each of `rows`' prompts."""
+def sampled_shares(model_dir: Path, rows: list[dict], args) -> dict[str, float]:
+    """Per reward setting, `informative_share` of the same G samples (temperature 1, the benchmark's length cap) on
+    each of `rows`' prompts: the model is loaded and sampled once, each setting only scores them."""
     from planner_rl.model import ModelConfig, load_model_and_tokenizer
     from planner_rl.rollout.hf import encode_prompt, generate
 
@@ -68,8 +69,12 @@ def sampled_share(model_dir: Path, rows: list[dict], reward: RewardConfig, args)
     prompts = [encode_prompt(tok, r["prompt"]) for r in rows]
     outs = generate(model, tok, prompts, n=args.group, max_new_tokens=args.max_new_tokens, temperature=1.0,
                     batch_size=max(1, 32 // args.group))  # fmt: skip
-    scores = [compute_reward(reward, o.text, rows[k // args.group], "action")[0] for k, o in enumerate(outs)]
-    return informative_share(scores, args.group)
+    shares = {}
+    for setting in args.settings:
+        reward = RewardConfig(name="expert_match", **SETTINGS[setting])
+        scores = [compute_reward(reward, o.text, rows[k // args.group], "action")[0] for k, o in enumerate(outs)]
+        shares[setting] = informative_share(scores, args.group)
+    return shares
 
 
 def trl_settings(args: argparse.Namespace, out_dir: str) -> dict:
@@ -276,9 +281,9 @@ def main() -> None:
         "trl_settings": trl_settings(args, "<run dir>/trl"),
         "settings": {},
     }
+    shares = sampled_shares(model_dir / "sft_model", picked, args)
     for setting in args.settings:
-        reward = RewardConfig(name="expert_match", **SETTINGS[setting])
-        before = sampled_share(model_dir / "sft_model", picked, reward, args)
+        before = shares[setting]
         print(f"{setting}: informative share before timing {before:.2f} ({len(picked)} prompts x {args.group})")
         result["settings"][setting] = {"reward": SETTINGS[setting], "informative_share_before": before}
         result["settings"][setting] |= run_setting(setting, args, model_dir, work)
