@@ -13,6 +13,8 @@ state s_t (the goal state gives none):
     optimal_actions  every valid action that begins some optimal plan from s_t (the `optimal_set` reward)
     valid_actions    every valid action at s_t
     history          a_0 .. a_{t-1}
+    detour           "" (with `prompt.detours`: the random off-plan action taken at s_t; the example is then the state
+                     it leads to, labelled by the expert replanned from there, and its step is t + 1)
     task, seed, step (= t), t_gt (= T, the instance's optimal length)
 
 Train and test splits come from disjoint layout seeds (checked). Expert plans are cached on disk by a hash of the
@@ -163,6 +165,7 @@ def trajectory_examples(
             "seed": traj.seed,
             "step": step,
             "t_gt": len(traj.plan),
+            "detour": "",  # the off-plan action that led here (detour_example); "" on the expert's own states
         }
         label, corrupted = corrupt_label(example, label_noise, label_noise_seed) if label_noise else (action, False)
         example.update(label=label, label_corrupted=corrupted, target=format_target(label, prompt.output_format))
@@ -170,6 +173,9 @@ def trajectory_examples(
         draw = random.Random(f"{traj.task}-{traj.seed}-{step}").random() if prompt.feedback_examples else 1.0
         if draw < prompt.feedback_examples:  # the same states whatever else changes
             out += feedback_example(example, traj.plan, world, state, prompt)
+        draw = random.Random(f"{traj.task}-{traj.seed}-{step}-d").random() if prompt.detours else 1.0
+        if draw < prompt.detours:
+            out += detour_example(example, world, state, valid, prompt)
         chosen = next((a for a in valid if a.text == action), None)
         if chosen is None:
             raise ValueError(
@@ -194,6 +200,40 @@ def feedback_example(example: dict, plan: list[str], world: World, state, prompt
     feedback = refusal(answer, parse_completion(answer, prompt.output_format, valid))
     messages = build_messages(world, state, example["history"], prompt, feedback)
     return [example | {"prompt": messages}]
+
+
+def detour_example(example: dict, world: World, state, valid: list, prompt: PromptConfig) -> list[dict]:
+    """The state one random off-plan action away from the plan (what the closed loop reaches after an error), its
+    target the expert's action replanned from there: the expert's own states never show how to recover. The action
+    is drawn among the valid ones that change the state; [] when there is none or the goal (or a dead end) follows."""
+    others = [a for a in valid if a.text != example["expert_action"]]
+    rng = random.Random(f"{example['task']}-{example['seed']}-{example['step']}-detour")
+    rng.shuffle(others)
+    for off in others:
+        after = world.step(state, off)
+        if after != state:
+            break
+    else:
+        return []
+    if world.is_goal(after):
+        return []
+    try:
+        sol = solve(world, after)
+    except NoPlanError:
+        return []
+    action, history = sol.texts[0], [*example["history"], off.text]
+    return [example | {
+        "prompt": build_messages(world, after, history, prompt),
+        "expert_action": action,
+        "label": action,
+        "label_corrupted": False,
+        "target": format_target(action, prompt.output_format),
+        "optimal_actions": [a.text for a in sol.optimal_actions[0]],
+        "valid_actions": [a.text for a in world.valid_actions(after)],
+        "history": history,
+        "step": example["step"] + 1,
+        "detour": off.text,
+    }]  # fmt: skip
 
 
 def is_feedback_example(example: dict) -> bool:
@@ -300,7 +340,7 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
     }
     t0 = time.perf_counter()
     splits = build_splits(tasks, seeds, prompt, opts)
-    splits["test"] = [ex for ex in splits["test"] if not is_feedback_example(ex)]  # test = the expert's own states
+    splits["test"] = [ex for ex in splits["test"] if not is_feedback_example(ex) and not ex["detour"]]  # expert states
     seconds = time.perf_counter() - t0
     report = {
         "tasks": len(tasks),

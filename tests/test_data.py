@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from planner_rl import data as data_mod
 from planner_rl.data import ambiguity, build_dataset, check_disjoint, expert_trajectory, seed_list, task_list
+from planner_rl.env.families import make_world, solve
 from planner_rl.env.tasks import EVAL_SEEDS
 from planner_rl.parsing import parse_completion
 from planner_rl.prompts import PromptConfig
@@ -164,6 +165,34 @@ def test_grpo_seeds_make_a_split_of_their_own_layouts():
     assert "grpo" not in build_dataset(_cfg("env.tasks=[burger]", "env.train_seeds=[1]", "env.test_seeds=[2]"))[0]
     with pytest.raises(ValueError, match=r"env.grpo_seeds and env.test_seeds overlap on \[2\]"):
         build_dataset(_cfg("env.tasks=[burger]", "env.train_seeds=[1]", "env.test_seeds=[2]", "env.grpo_seeds=[2]"))
+
+
+def test_detours_add_states_one_off_plan_action_away_labelled_by_the_replanned_expert():
+    args = ("env.tasks=[cheeseburger]", "env.train_seeds=0-3", "env.test_seeds=[9]", "prompt.history=0")
+    plain = build_dataset(_cfg(*args))[0]["train"]
+    mixed, test = build_dataset(_cfg(*args, "prompt.detours=0.5"))[0].values()
+    assert not any(test["detour"]) and not any(plain["detour"])  # test = the expert's own states
+    off = [ex for ex in mixed if ex["detour"]]
+    assert 0 < len(off) < len(plain) and len(mixed) == len(plain) + len(off)
+    by_state = {(ex["seed"], ex["step"]): ex for ex in plain}
+    plan_prompts = {ex["prompt"][1]["content"]: ex["expert_action"] for ex in plain}
+    for ex in off:
+        twin = by_state[(ex["seed"], ex["step"] - 1)]  # the plan state the detour left
+        assert ex["detour"] in twin["valid_actions"] and ex["detour"] != twin["expert_action"]
+        assert ex["history"] == [*twin["history"], ex["detour"]]
+        # off the plan, or back on it (a move undone): then labelled as the plan labels it
+        assert plan_prompts.get(ex["prompt"][1]["content"], ex["expert_action"]) == ex["expert_action"]
+        world = make_world("cheeseburger", ex["seed"])
+        state = world.initial_state
+        for text in ex["history"]:
+            state = world.step(state, next(a for a in world.valid_actions(state) if a.text == text))
+        assert ex["valid_actions"] == [a.text for a in world.valid_actions(state)]
+        assert ex["expert_action"] == ex["label"] == solve(world, state).texts[0]  # the expert replanned from here
+        assert ex["expert_action"] in ex["optimal_actions"] and ex["target"] == f"Action: {ex['expert_action']}"
+    assert sum(ex["prompt"][1]["content"] not in plan_prompts for ex in off) > len(off) / 2
+    assert build_dataset(_cfg(*args, "prompt.detours=0.5"))[0]["train"]["prompt"] == mixed["prompt"]  # seeded
+    with pytest.raises(ValueError, match=r"prompt\.detours must be in"):
+        PromptConfig(detours=-0.1)
 
 
 def test_feedback_examples_repeat_a_share_of_states_after_a_refused_answer():
