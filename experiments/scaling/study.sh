@@ -56,3 +56,9 @@ $run cb_c_h0_1000x2_lr1e-3 env.tasks=[cheeseburger] prompt.system=brief num_proc
 $run cb_c_h0_1000x2_lr6e-3 env.tasks=[cheeseburger] prompt.system=brief num_proc=1 prompt.observation=compact \
   prompt.history=0 env.train_seeds=1000-1999 sft.epochs=2 sft.lr=6e-3
 wait
+# session 5: detours (prompt.detours), one more epoch on 1,000 fresh layouts from cb_c_h0_4000x2's SFT model
+ft="env.tasks=[cheeseburger] prompt.system=brief num_proc=1 prompt.observation=compact prompt.history=0 \
+  model.path=outputs/scaling/cb_c_h0_4000x2/sft/final env.train_seeds=8000-8999 sft.epochs=1 sft.lr=1e-3"
+$run ft4000_det50 $ft prompt.detours=0.5 &
+$run ft4000_plain $ft
+wait
