@@ -62,3 +62,18 @@ ft="env.tasks=[cheeseburger] prompt.system=brief num_proc=1 prompt.observation=c
 $run ft4000_det50 $ft prompt.detours=0.5 &
 $run ft4000_plain $ft
 wait
+# session 6: the recipe end to end (conf/experiment/cheeseburger.yaml), 3 seeds side by side, one thread each
+cd ../..
+for s in 0 1 2; do
+  OMP_NUM_THREADS=1 .venv/bin/python -m planner_rl.train +experiment=cheeseburger seed=$s \
+    hydra.run.dir=outputs/scaling/cb_seed$s > outputs/scaling/cb_seed$s.log 2>&1 &
+done
+wait
+# a second GRPO from each seed's SFT stage (reused from the run dir): 160 steps at lr 1e-3
+for s in 0 1 2; do
+  mkdir -p outputs/scaling/cb_g2_seed$s
+  cp -r outputs/scaling/cb_seed$s/{sft_model,metrics.jsonl,samples.jsonl} outputs/scaling/cb_g2_seed$s/
+  OMP_NUM_THREADS=1 .venv/bin/python -m planner_rl.train +experiment=cheeseburger seed=$s trainer.lr=1e-3 \
+    grpo.steps=160 grpo.eval_every=80 hydra.run.dir=outputs/scaling/cb_g2_seed$s > outputs/scaling/cb_g2_seed$s.log 2>&1 &
+done
+wait
