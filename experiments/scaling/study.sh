@@ -77,3 +77,9 @@ for s in 0 1 2; do
     grpo.steps=160 grpo.eval_every=80 hydra.run.dir=outputs/scaling/cb_g2_seed$s > outputs/scaling/cb_g2_seed$s.log 2>&1 &
 done
 wait
+# session 7: the recipe with 4,000 layouts (now conf/experiment/cheeseburger.yaml's default), 3 seeds side by side
+for s in 0 1 2; do
+  OMP_NUM_THREADS=1 .venv/bin/python -m planner_rl.train +experiment=cheeseburger seed=$s env.train_seeds=1000-4999 \
+    hydra.run.dir=outputs/scaling/cb4k_seed$s > outputs/scaling/cb4k_seed$s.log 2>&1 &
+done
+wait
