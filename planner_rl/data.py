@@ -354,6 +354,15 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
     return data, report
 
 
+def test_examples(cfg: DictConfig, tasks: list[str], seeds: list[int]) -> list[dict]:
+    """The expert-state prompts of `tasks` on `seeds`, rendered as the training prompts are (for the single-step
+    accuracy on evaluation tasks the model was not trained on: the generalization matrix)."""
+    prompt = PromptConfig(**cfg.prompt)
+    opts = {"expert_cache": cfg.get("expert_cache"), "num_proc": cfg.get("num_proc", 0) or os.cpu_count() or 1}
+    rows = build_splits(tasks, {"test": seeds}, prompt, opts)["test"]
+    return [ex for ex in rows if not is_feedback_example(ex) and not ex["detour"]]
+
+
 @hydra.main(config_path="../conf", config_name="data", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import math
 import statistics
@@ -32,6 +33,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 METRICS = ("sr", "asat", "asst", "min_step_sr", "p0", "step_accuracy")
+MATRIX_METRICS = {"sr": "SR", "step_accuracy": "Single-step accuracy on the column task's test states"}
 SKIP_OVERRIDES = ("seed", "+sweep", "hydra.")  # not part of a variant's name
 
 
@@ -148,34 +150,36 @@ def variant_tables(runs: list[Run]) -> str:
         for stage in [s for s in STAGE_LABELS if any(s in r.stages for r in members)]:
             for task in [*eval_tasks(members[0]), None]:
                 prefix = f"{task}/" if task else ""
-                vals = [cell([r.stages.get(stage, {}).get(prefix + m) if m != "step_accuracy" or not task else None
-                              for r in members]) for m in METRICS]  # fmt: skip
+                vals = [cell([r.stages.get(stage, {}).get(prefix + m) for r in members]) for m in METRICS]
                 lines.append(f"| {STAGE_LABELS[stage]} | {task or 'all'} | " + " | ".join(vals) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-def generalization(runs: list[Run], stage: str = "final") -> tuple[list[str], list[str], list[list[tuple]]] | None:
-    """(trained-on rows, evaluated-on columns, [row][col] = (mean, std, n) SR) when each run trained on one task
-    and was evaluated on more than one; else None."""
+def generalization(
+    runs: list[Run], stage: str = "final", metric: str = "sr"
+) -> tuple[list[str], list[str], list[list[tuple]]] | None:
+    """(trained-on rows, evaluated-on columns, [row][col] = (mean, std, n) of `metric`: sr, or step_accuracy on
+    the column task's test states) when each run trained on one task and was evaluated on more than one; else
+    None."""
     usable = [r for r in runs if stage in r.stages and len(r.train_tasks) == 1 and len(eval_tasks(r)) > 1]
     if not usable:
         return None
     rows = sorted({r.train_tasks[0] for r in usable}, key=_task_order)
     cols = sorted({t for r in usable for t in eval_tasks(r)}, key=_task_order)
-    grid = [[mean_std([r.stages[stage].get(f"{c}/sr") for r in usable if r.train_tasks[0] == row]) for c in cols]
+    grid = [[mean_std([r.stages[stage].get(f"{c}/{metric}") for r in usable if r.train_tasks[0] == row]) for c in cols]
             for row in rows]  # fmt: skip
     return rows, cols, grid
 
 
 def generalization_table(runs: list[Run]) -> str:
     out = []
-    for stage in ("sft_only", "final"):
-        g = generalization(runs, stage)
-        if g is None:
+    for (metric, label), stage in itertools.product(MATRIX_METRICS.items(), ("sft_only", "final")):
+        g = generalization(runs, stage, metric)
+        if g is None or not any(n for row in g[2] for _, _, n in row):
             continue
         rows, cols, grid = g
-        out += [f"SR, {STAGE_LABELS[stage]}: rows = trained on, columns = evaluated on", ""]
+        out += [f"{label}, {STAGE_LABELS[stage]}: rows = trained on, columns = evaluated on", ""]
         out += ["| trained on \\ evaluated on | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for row, vals in zip(rows, grid, strict=True):
             out.append(
@@ -203,22 +207,26 @@ def _pyplot():
 
 
 def plot_generalization(runs: list[Run], out: Path) -> Path | None:
-    g = generalization(runs)
-    if g is None:
+    """The final SR matrix as a heatmap and, beside it when the runs logged it, the single-step accuracy matrix."""
+    panels = [(m, g) for m in MATRIX_METRICS if (g := generalization(runs, "final", m)) is not None
+              and any(n for row in g[2] for _, _, n in row)]  # fmt: skip
+    if not panels:
         return None
-    rows, cols, grid = g
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(cols), 1.2 + 0.8 * len(rows)))
-    values = [[m if n else float("nan") for m, _, n in r] for r in grid]
-    im = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
-    ax.set_yticks(range(len(rows)), rows)
-    ax.set_xlabel("evaluated on")
-    ax.set_ylabel("trained on")
-    for i, r in enumerate(grid):
-        for j, (m, s, n) in enumerate(r):
-            ax.text(j, i, "-" if not n else f"{m:.2f}\n±{s:.2f}", ha="center", va="center", color="w", fontsize=8)
-    fig.colorbar(im, ax=ax, label="SR (final)")
+    rows, cols = panels[0][1][0], panels[0][1][1]
+    fig, axes = plt.subplots(1, len(panels), figsize=((1.6 + 1.4 * len(cols)) * len(panels), 1.4 + 0.8 * len(rows)),
+                             squeeze=False)  # fmt: skip
+    for ax, (metric, (rows, cols, grid)) in zip(axes[0], panels, strict=True):
+        values = [[m if n else float("nan") for m, _, n in r] for r in grid]
+        im = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_xlabel("evaluated on")
+        ax.set_ylabel("trained on")
+        for i, r in enumerate(grid):
+            for j, (m, s, n) in enumerate(r):
+                ax.text(j, i, "-" if not n else f"{m:.2f}\n±{s:.2f}", ha="center", va="center", color="w", fontsize=8)
+        fig.colorbar(im, ax=ax, label=f"{'SR' if metric == 'sr' else 'single-step accuracy'} (final)")
     fig.tight_layout()
     path = out / "generalization.png"
     fig.savefig(path, dpi=120)
@@ -355,8 +363,8 @@ def write_report(dirs: list[Path], out: Path) -> Path:
         f"{len(runs)} jobs, {len(done)} with results. Evaluation protocol: budget {evaluation.get('budget', '?')}, "
         f"invalid actions {evaluation.get('invalid', '?')}, temperature {evaluation.get('temperature', '?')}. "
         "Cells: mean ± sample std over seeds. p0: the theory check's predicted min-step SR (greedy: the fraction of "
-        "instances whose expert plan greedy decoding replays); step_accuracy: single-step accuracy on the test "
-        "states (all tasks).",
+        "instances whose expert plan greedy decoding replays); step_accuracy: greedy single-step accuracy on "
+        "the expert states of the evaluation layouts: a task's row on that task's, `all` on the training tasks'.",
         "",
         "## Results by variant",
         "",

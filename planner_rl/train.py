@@ -52,7 +52,7 @@ from planner_rl.checkpoint import (
     write_atomically,
 )
 from planner_rl.config import ConfigError, register_configs, typed
-from planner_rl.data import build_dataset, seed_list, task_list
+from planner_rl.data import build_dataset, seed_list, task_list, test_examples
 from planner_rl.env.planner import NoPlanError
 from planner_rl.env.problem import ProblemError
 from planner_rl.env.strips.task import PDDLTaskError
@@ -182,23 +182,33 @@ class Evaluator:
     """A step's evaluation: multi-turn episodes on the test layouts (planner_rl/evaluate.py, written to
     eval/step_N.json) and single-step accuracy on the test prompts, logged as eval/ metrics with the transcripts."""
 
-    def __init__(self, job: Job, tasks: list[str], test_seeds: list[int], test_rows: list[dict], records, logger):
+    def __init__(self, job: Job, tasks: list[str], test_seeds: list[int], test_rows: list[dict], records, logger,
+                 task_rows: dict[str, list[dict]] | None = None):  # fmt: skip
         self.job, self.tasks, self.test_seeds, self.test_rows = job, tasks, test_seeds, test_rows
         self.records, self.logger = records, logger
+        self.task_rows = task_rows or {}  # evaluation task -> its test states: per-task accuracy (eval.tasks)
+
+    def single_step(self, model, tokenizer, decoding: str, prefix: str) -> dict:
+        """Single-step accuracy on the training tasks' test states (`<prefix>step_*`) and, with several evaluation
+        tasks, on each one's (`<prefix><task>/step_*`, the generalization matrix's second table)."""
+        job, fmt = self.job, self.job.prompt.output_format
+        out = {}
+        for task, rows in [(None, self.test_rows), *self.task_rows.items()]:
+            single = single_step_accuracy(model, tokenizer, rows, fmt, job.sft, decoding)
+            name = prefix + (f"{task}/" if task else "")
+            out |= {k.replace("eval/sft_", f"{name}step_"): v for k, v in single.items()}
+        return out
 
     def __call__(self, model, tokenizer, rollout, step: int) -> dict:
         job, cfg = self.job, self.job.eval
         ev = evaluate(rollout, tokenizer, self.tasks, self.test_seeds, job.prompt, cfg, job.cfg.expert_cache, model)
         write_evaluation(job.run_dir / "eval" / f"step_{step:06d}.json", ev, cfg)
-        fmt = job.prompt.output_format
-        single = single_step_accuracy(model, tokenizer, self.test_rows, fmt, job.sft, cfg.decoding)
         metrics = {f"eval/{k}": v for k, v in ev.summary.items() if not k.endswith("seconds")}
         metrics["perf/eval_s"], metrics["perf/eval_play_s"] = ev.summary["seconds"], ev.summary["play_seconds"]
-        metrics |= {k.replace("eval/sft_", "eval/step_"): v for k, v in single.items()}
+        metrics |= self.single_step(model, tokenizer, cfg.decoding, "eval/")
         if ev.valid_actions is not None:  # eval.also_valid_actions
             metrics["perf/eval_valid_actions_s"] = ev.summary["valid_actions/seconds"]
-            single = single_step_accuracy(model, tokenizer, self.test_rows, fmt, job.sft, "valid_actions")
-            metrics |= {k.replace("eval/sft_", "eval/valid_actions/step_"): v for k, v in single.items()}
+            metrics |= self.single_step(model, tokenizer, "valid_actions", "eval/valid_actions/")
         self.records.log({"train/step": step, **metrics})
         columns = ["task", "seed", "success", "steps", "transcript"]
         self.logger.table("eval/transcripts", columns, transcript_rows(ev.episodes))
@@ -208,6 +218,19 @@ class Evaluator:
             f"{ev.summary['seconds']:.0f} s, invalid actions: {cfg.invalid})"
         )
         return metrics
+
+
+def eval_task_rows(job: Job, tasks: list[str], test_rows: list[dict]) -> dict[str, list[dict]]:
+    """With several evaluation tasks (eval.tasks), each one's expert-state prompts on the evaluation layouts: the
+    training tasks' from the test split, the others' built here; {} with one."""
+    eval_tasks = job.eval.tasks or tasks
+    if len(eval_tasks) < 2:
+        return {}
+    seeds = job.eval.seeds or seed_list(job.cfg.env.test_seeds, "env.test_seeds")
+    own = seeds == seed_list(job.cfg.env.test_seeds, "env.test_seeds")
+    new = [t for t in eval_tasks if not (own and t in tasks)]
+    built = test_examples(job.cfg, new, seeds) if new else []
+    return {t: [ex for ex in (built if t in new else test_rows) if ex["task"] == t] for t in eval_tasks}
 
 
 # --- SFT stage ---------------------------------------------------------------------------------------------------
@@ -440,7 +463,7 @@ def train(cfg: DictConfig) -> dict:
             f"data: {info['examples']['train']} train / {info['examples']['test']} test prompts{grpo_note} "
             f"({info['tasks']} tasks) in {info['seconds']:.1f} s; ambiguity {info['ambiguity']['rate']:.2%}"
         )
-        evaluator = Evaluator(job, tasks, test_seeds, test_rows, records, logger)
+        evaluator = Evaluator(job, tasks, test_seeds, test_rows, records, logger, eval_task_rows(job, tasks, test_rows))
         # --- SFT warm start and the SFT-only evaluation (step 0) ---------------------------------------------------
         stage = sft_stage(job, config, data, records, evaluator)
         start_cfg = replace(job.model, path=str(job.run_dir / "sft_model")) if stage["trained"] else job.model

@@ -22,7 +22,8 @@ def make_run(path, overrides, train_task, sr_by_task, status="ok", step_accuracy
     stage = {"eval/sr": sum(sr_by_task.values()) / len(sr_by_task), "eval/step_accuracy": step_accuracy}
     for task, sr in sr_by_task.items():
         stage |= {f"eval/{task}/sr": sr, f"eval/{task}/asat": 10.0, f"eval/{task}/p0": sr / 2,
-                  f"eval/{task}/min_step_sr": sr}  # fmt: skip
+                  f"eval/{task}/min_step_sr": sr,
+                  f"eval/{task}/step_accuracy": 0.9 if task == train_task else 0.3}  # fmt: skip
     (path / "results.json").write_text(json.dumps({"sft_only": stage, "final": stage, "steps": 2}))
     rows = [{"train/step": s, "reward/mean": 0.1 * s, "train/generated_tokens": 100 * s} for s in (1, 2)]
     (path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -62,6 +63,12 @@ def test_generalization_matrix_and_report(sweep, tmp_path):
     assert "| burger | 0.50 ± 0.71 (n=2) | 0.00 ± 0.00 (n=2) |" in text
     assert "- 3 (env.tasks=[cheeseburger], seed 1): failed: boom" in text
     assert "| final (after GRPO) | burger | 0.50 ± 0.71 | 10.00 ± 0.00 |" in text
+    rows, cols, acc = generalization(runs, metric="step_accuracy")  # on each column task's own test states
+    assert acc[0] == [(0.9, 0.0, 2), (0.3, 0.0, 2)] and acc[1] == [(0.3, 0.0, 1), (0.9, 0.0, 1)]
+    assert "Single-step accuracy on the column task's test states, final (after GRPO)" in text
+    assert "| cheeseburger | 0.30 ± 0.00 (n=1) | 0.90 ± 0.00 (n=1) |" in text
+    row = "| final (after GRPO) | cheeseburger | 0.00 ± 0.00 | 10.00 ± 0.00 | - | 0.00 ± 0.00 | 0.00 ± 0.00 | 0.30 ±"
+    assert row in text  # the per-task single-step accuracy in the variant table
     for png in ("generalization.png", "curves.png", "theory.png"):
         assert (out / png).stat().st_size > 1000, png
 

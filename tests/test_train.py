@@ -302,6 +302,16 @@ def test_sweep_files_compose_with_their_axes(name):
         typed(cfg, key)  # every value passes its schema
 
 
+def test_several_evaluation_tasks_get_single_step_accuracy_each(tmp_path):
+    run = tmp_path / "run"
+    run_train(run, "grpo.steps=1", "grpo.eval_every=0", "eval.tasks=[cheese_sandwich,burger]")
+    final = json.loads((run / "results.json").read_text())["final"]
+    for task in ("cheese_sandwich", "burger"):  # the trained task's test states, and those of one never trained on
+        assert 0 <= final[f"eval/{task}/step_accuracy"] <= final[f"eval/{task}/step_valid_rate"] <= 1
+    assert final["eval/cheese_sandwich/step_accuracy"] == final["eval/step_accuracy"]  # the same states
+    assert "eval/burger/sr" in final and final["eval/burger/step_format_rate"] > 0  # burger states were decoded
+
+
 def test_sft_cache_reuses_the_stage_with_the_same_inputs(tmp_path):
     cache = tmp_path / "sft-cache"
     first = run_train(tmp_path / "a", f"sft_cache={cache}", "grpo.steps=2", "grpo.eval_every=0")
