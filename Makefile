@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the project with its test extras (idempotent)
 
-# The main job (README): data -> SFT -> GRPO -> multi-turn eval, ~16 min on 2 CPU cores; ARGS: Hydra overrides,
+# The main job (README): data -> SFT -> GRPO -> multi-turn eval, ~30 min on 2 CPU cores; ARGS: Hydra overrides,
 # e.g. make run ARGS='debug=smoke' or make run ARGS='seed=1 hydra.run.dir=outputs/long_horizon/seed1'
 run: $(STAMP)  ## install if needed, then the main job (+experiment=long_horizon); ARGS='...' adds Hydra overrides
 	$(PY) -m planner_rl.train +experiment=long_horizon $(ARGS)
