@@ -316,6 +316,21 @@ def build_splits(tasks: list[str], splits: dict[str, list[int]], prompt: PromptC
     return out
 
 
+def build_opts(cfg: DictConfig) -> dict:
+    """build_splits' options from a config with the keys of conf/data.yaml."""
+    return {
+        "expert_cache": cfg.get("expert_cache"),
+        "num_proc": cfg.get("num_proc", 0) or os.cpu_count() or 1,
+        "label_noise": cfg.get("label_noise", 0.0),
+        "label_noise_seed": cfg.get("label_noise_seed", 0),
+    }
+
+
+def expert_states(examples: list[dict]) -> list[dict]:
+    """The examples of the expert's own states: no feedback prompts, no detours (what a test split measures)."""
+    return [ex for ex in examples if not is_feedback_example(ex) and not ex["detour"]]
+
+
 def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
     """The DatasetDict {train, test} for a config with `env`, `prompt` and the keys of conf/data.yaml, and a report
     (examples per split, ambiguity, seconds); with `env.grpo_seeds` set also a `grpo` split, the prompts GRPO draws
@@ -330,17 +345,9 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
     if cfg.env.get("grpo_seeds") is not None:
         seeds["grpo"] = seed_list(cfg.env.grpo_seeds, "env.grpo_seeds")
         check_disjoint(seeds["grpo"], test_seeds, "env.grpo_seeds")
-    prompt = PromptConfig(**cfg.prompt)
-    num_proc = cfg.get("num_proc", 0) or os.cpu_count() or 1
-    opts = {
-        "expert_cache": cfg.get("expert_cache"),
-        "num_proc": num_proc,
-        "label_noise": cfg.get("label_noise", 0.0),
-        "label_noise_seed": cfg.get("label_noise_seed", 0),
-    }
     t0 = time.perf_counter()
-    splits = build_splits(tasks, seeds, prompt, opts)
-    splits["test"] = [ex for ex in splits["test"] if not is_feedback_example(ex) and not ex["detour"]]  # expert states
+    splits = build_splits(tasks, seeds, PromptConfig(**cfg.prompt), build_opts(cfg))
+    splits["test"] = expert_states(splits["test"])
     seconds = time.perf_counter() - t0
     report = {
         "tasks": len(tasks),
@@ -357,10 +364,7 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
 def test_examples(cfg: DictConfig, tasks: list[str], seeds: list[int]) -> list[dict]:
     """The expert-state prompts of `tasks` on `seeds`, rendered as the training prompts are (for the single-step
     accuracy on evaluation tasks the model was not trained on: the generalization matrix)."""
-    prompt = PromptConfig(**cfg.prompt)
-    opts = {"expert_cache": cfg.get("expert_cache"), "num_proc": cfg.get("num_proc", 0) or os.cpu_count() or 1}
-    rows = build_splits(tasks, {"test": seeds}, prompt, opts)["test"]
-    return [ex for ex in rows if not is_feedback_example(ex) and not ex["detour"]]
+    return expert_states(build_splits(tasks, {"test": seeds}, PromptConfig(**cfg.prompt), build_opts(cfg))["test"])
 
 
 @hydra.main(config_path="../conf", config_name="data", version_base="1.3")

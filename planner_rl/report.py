@@ -160,8 +160,8 @@ def generalization(
     runs: list[Run], stage: str = "final", metric: str = "sr"
 ) -> tuple[list[str], list[str], list[list[tuple]]] | None:
     """(trained-on rows, evaluated-on columns, [row][col] = (mean, std, n) of `metric`: sr, or step_accuracy on
-    the column task's test states) when each run trained on one task and was evaluated on more than one; else
-    None."""
+    the column task's test states) when each run trained on one task and was evaluated on more than one, and some
+    run logged `metric`; else None."""
     usable = [r for r in runs if stage in r.stages and len(r.train_tasks) == 1 and len(eval_tasks(r)) > 1]
     if not usable:
         return None
@@ -169,14 +169,14 @@ def generalization(
     cols = sorted({t for r in usable for t in eval_tasks(r)}, key=_task_order)
     grid = [[mean_std([r.stages[stage].get(f"{c}/{metric}") for r in usable if r.train_tasks[0] == row]) for c in cols]
             for row in rows]  # fmt: skip
-    return rows, cols, grid
+    return (rows, cols, grid) if any(n for row in grid for _, _, n in row) else None
 
 
 def generalization_table(runs: list[Run]) -> str:
     out = []
     for (metric, label), stage in itertools.product(MATRIX_METRICS.items(), ("sft_only", "final")):
         g = generalization(runs, stage, metric)
-        if g is None or not any(n for row in g[2] for _, _, n in row):
+        if g is None:
             continue
         rows, cols, grid = g
         out += [f"{label}, {STAGE_LABELS[stage]}: rows = trained on, columns = evaluated on", ""]
@@ -208,8 +208,7 @@ def _pyplot():
 
 def plot_generalization(runs: list[Run], out: Path) -> Path | None:
     """The final SR matrix as a heatmap and, beside it when the runs logged it, the single-step accuracy matrix."""
-    panels = [(m, g) for m in MATRIX_METRICS if (g := generalization(runs, "final", m)) is not None
-              and any(n for row in g[2] for _, _, n in row)]  # fmt: skip
+    panels = [(m, g) for m in MATRIX_METRICS if (g := generalization(runs, "final", m)) is not None]
     if not panels:
         return None
     plt = _pyplot()

@@ -192,11 +192,12 @@ class Evaluator:
         """Single-step accuracy on the training tasks' test states (`<prefix>step_*`) and, with several evaluation
         tasks, on each one's (`<prefix><task>/step_*`, the generalization matrix's second table)."""
         job, fmt = self.job, self.job.prompt.output_format
-        out = {}
+        out, done = {}, {}  # id(rows) -> its accuracy: a single training task's rows are the test split's, once
         for task, rows in [(None, self.test_rows), *self.task_rows.items()]:
-            single = single_step_accuracy(model, tokenizer, rows, fmt, job.sft, decoding)
+            if id(rows) not in done:
+                done[id(rows)] = single_step_accuracy(model, tokenizer, rows, fmt, job.sft, decoding)
             name = prefix + (f"{task}/" if task else "")
-            out |= {k.replace("eval/sft_", f"{name}step_"): v for k, v in single.items()}
+            out |= {k.replace("eval/sft_", f"{name}step_"): v for k, v in done[id(rows)].items()}
         return out
 
     def __call__(self, model, tokenizer, rollout, step: int) -> dict:
@@ -220,17 +221,22 @@ class Evaluator:
         return metrics
 
 
-def eval_task_rows(job: Job, tasks: list[str], test_rows: list[dict]) -> dict[str, list[dict]]:
+def eval_task_rows(job: Job, tasks: list[str], test_seeds: list[int], test_rows: list[dict]) -> dict[str, list]:
     """With several evaluation tasks (eval.tasks), each one's expert-state prompts on the evaluation layouts: the
-    training tasks' from the test split, the others' built here; {} with one."""
+    training tasks' from the test split (itself, with one training task), the others' built here; {} with one."""
     eval_tasks = job.eval.tasks or tasks
     if len(eval_tasks) < 2:
         return {}
-    seeds = job.eval.seeds or seed_list(job.cfg.env.test_seeds, "env.test_seeds")
-    own = seeds == seed_list(job.cfg.env.test_seeds, "env.test_seeds")
-    new = [t for t in eval_tasks if not (own and t in tasks)]
+    seeds = job.eval.seeds or test_seeds
+    new = [t for t in eval_tasks if not (seeds == test_seeds and t in tasks)]
     built = test_examples(job.cfg, new, seeds) if new else []
-    return {t: [ex for ex in (built if t in new else test_rows) if ex["task"] == t] for t in eval_tasks}
+
+    def rows(t: str) -> list[dict]:
+        if t not in new and tasks == [t]:
+            return test_rows
+        return [ex for ex in (built if t in new else test_rows) if ex["task"] == t]
+
+    return {t: rows(t) for t in eval_tasks}
 
 
 # --- SFT stage ---------------------------------------------------------------------------------------------------
@@ -463,7 +469,8 @@ def train(cfg: DictConfig) -> dict:
             f"data: {info['examples']['train']} train / {info['examples']['test']} test prompts{grpo_note} "
             f"({info['tasks']} tasks) in {info['seconds']:.1f} s; ambiguity {info['ambiguity']['rate']:.2%}"
         )
-        evaluator = Evaluator(job, tasks, test_seeds, test_rows, records, logger, eval_task_rows(job, tasks, test_rows))
+        task_rows = eval_task_rows(job, tasks, test_seeds, test_rows)
+        evaluator = Evaluator(job, tasks, test_seeds, test_rows, records, logger, task_rows)
         # --- SFT warm start and the SFT-only evaluation (step 0) ---------------------------------------------------
         stage = sft_stage(job, config, data, records, evaluator)
         start_cfg = replace(job.model, path=str(job.run_dir / "sft_model")) if stage["trained"] else job.model
