@@ -103,6 +103,7 @@ class GRPOLossConfig:
             raise ValueError("grpo.max_completion_tokens must be set when grpo.loss_agg is 'constant'")
 
 
+GRPO_STATES = ("expert", "policy")
 GRPO_MODES = ("single_turn", "multi_turn")
 
 
@@ -118,6 +119,8 @@ class GRPOConfig(GRPOLossConfig):
     max_resample_rounds: int = 4  # zero_variance=resample: extra draws of N prompts before giving up
     eval_every: int = 20  # steps between evaluations (0: only at the end)
     sample_every: int = 10  # steps between tables of sample completions (0: never)
+    states: str = "expert"  # expert: the expert plans' states (the paper's) | policy: also the SFT model's own
+    #   closed-loop states off the plan, on the same layouts, labelled by the expert replanned there (onpolicy.py)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -128,6 +131,8 @@ class GRPOConfig(GRPOLossConfig):
             raise ValueError(f"grpo.group_size must be an integer >= 2, got {self.group_size!r}")
         if self.mode not in GRPO_MODES:
             raise ValueError(f"grpo.mode must be one of {GRPO_MODES}, got {self.mode!r}")
+        if self.states not in GRPO_STATES:
+            raise ValueError(f"grpo.states must be one of {GRPO_STATES}, got {self.states!r}")
         if self.mode == "multi_turn" and self.zero_variance == "resample":
             raise ValueError("grpo.zero_variance=resample is single-turn only; multi_turn takes keep or drop")
         budget = self.max_generated_tokens

@@ -10,8 +10,10 @@ file and from prompts rendered by `planner_rl.prompts`. It is written once with 
 `<cache_dir>/tiny-<hash>/` (the hash covers the sizes, the seed and the vocabulary) and then loaded with
 `AutoModelForCausalLM` / `AutoTokenizer`, exactly like any checkpoint.
 
-Tokens: each word with or without one leading space (`"robot"`, `" robot"`), single digits (`table12` is
-`table`, `1`, `2`), punctuation and whitespace one character each, and the Qwen special tokens. A word the
+Tokens: each word with or without one leading space (`"robot"`, `" robot"`), each object name (`table12`,
+`" patty2"`: a kind and its number, for numbers up to `MAX_NAME_NUMBER`) as one token, other digits one each,
+punctuation and whitespace one character each, and the Qwen special tokens. With `name_tokens=false` names are
+spelt kind then digits (`table12` is `table`, `1`, `2`), the build of sessions before the learning study. A word the
 vocabulary lacks is spelt from known pieces and single letters, so only non-ASCII characters can be `<unk>`. The
 decoder only concatenates, so decoding is lossless for any text without unknown characters (tests/test_model.py).
 """
@@ -62,6 +64,10 @@ PAD, IM_START, IM_END, THINK_OPEN, THINK_CLOSE, UNK = (
 SPECIAL_TOKENS = (PAD, IM_START, IM_END, THINK_OPEN, THINK_CLOSE, UNK)  # ids 0..5, in this order
 # A word (letters) or one other character, each optionally after one space; any other whitespace on its own.
 PRE_TOKENIZE = r" ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]|\s"
+# The same, with a word's trailing digits kept on it: an object name (`table12`) is one piece, one token when the
+# vocabulary has it (every kind with the numbers 1..MAX_NAME_NUMBER), else the longest known prefix and its digits.
+PRE_TOKENIZE_NAMES = r" ?[A-Za-z]+[0-9]*| ?[0-9]| ?[^\sA-Za-z0-9]|\s"
+MAX_NAME_NUMBER = 20
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
@@ -94,6 +100,7 @@ class ModelConfig:
     head_dim: int = 32
     max_position_embeddings: int = 4096
     rope_theta: float = 10000.0
+    name_tokens: bool = True  # an object's name (`table3`) is one token; false: kind and digits (`table`, `3`)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -113,8 +120,8 @@ def model_config(cfg: ModelConfig | dict | object) -> ModelConfig:
 
 
 # --- vocabulary ---------------------------------------------------------------------------------------------------
-def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
-    return pre_tokenizers.Split(Regex(PRE_TOKENIZE), behavior="isolated")
+def _pre_tokenizer(name_tokens: bool = False) -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Split(Regex(PRE_TOKENIZE_NAMES if name_tokens else PRE_TOKENIZE), behavior="isolated")
 
 
 def project_texts(seeds: tuple[int | None, ...] = (None, 0, 1), steps: int = 40) -> list[str]:
@@ -152,28 +159,37 @@ def project_texts(seeds: tuple[int | None, ...] = (None, 0, 1), steps: int = 40)
 
 
 @cache
-def project_vocabulary() -> tuple[str, ...]:
+def project_vocabulary(name_tokens: bool = False) -> tuple[str, ...]:
     """Sorted tokens: every piece of `project_texts()`, each word also capitalised or not and with or without a
-    leading space, plus every printable ASCII character with and without a leading space."""
+    leading space, plus every printable ASCII character with and without a leading space; with `name_tokens`, also
+    every kind that a name in those texts starts with (`patty` of `patty1`) numbered 1..MAX_NAME_NUMBER, with and
+    without a leading space."""
+    texts = project_texts()
     pre = _pre_tokenizer()
-    pieces = {piece for text in project_texts() for piece, _ in pre.pre_tokenize_str(text)}
+    pieces = {piece for text in texts for piece, _ in pre.pre_tokenize_str(text)}
     words = {p.strip() for p in pieces if p.strip().isalpha()}
     words |= {w.lower() for w in words} | {w.capitalize() for w in words}
     chars = set(string.ascii_letters + string.digits + string.punctuation) | {" ", "\n", "\t"}
     tokens = pieces | words | {" " + w for w in words} | chars | {" " + c for c in chars if not c.isspace()}
+    if name_tokens:
+        kinds = {m for text in texts for m in re.findall(r"[a-z]+(?=[0-9])", text)}
+        names = {f"{k}{n}" for k in kinds for n in range(1, MAX_NAME_NUMBER + 1)}
+        tokens |= names | {" " + n for n in names}
     return tuple(sorted(tokens - set(SPECIAL_TOKENS)))
 
 
-def build_tokenizer(vocabulary: tuple[str, ...] | None = None, max_length: int = 4096) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    vocabulary: tuple[str, ...] | None = None, max_length: int = 4096, name_tokens: bool = True
+) -> PreTrainedTokenizerFast:
     """The word-level tokenizer (special tokens at ids 0-5, then `vocabulary`), with the chat template."""
-    vocabulary = project_vocabulary() if vocabulary is None else vocabulary
+    vocabulary = project_vocabulary(name_tokens) if vocabulary is None else vocabulary
     vocab = {tok: i for i, tok in enumerate((*SPECIAL_TOKENS, *vocabulary))}
     # WordPiece without a continuation prefix: a known word is one token (the longest match), an unseen one falls
     # back to known pieces and letters (" robots" -> " robot", "s"); only characters outside the vocabulary are <unk>.
     core = Tokenizer(
         models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix="", max_input_chars_per_word=10**4)
     )
-    core.pre_tokenizer = _pre_tokenizer()
+    core.pre_tokenizer = _pre_tokenizer(name_tokens)
     core.decoder = decoders.Fuse()  # tokens carry their own spaces: decoding is concatenation
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,
@@ -198,7 +214,7 @@ def count_unknown(tokenizer: PreTrainedTokenizerBase, texts: list[str] | tuple[s
 
 # --- tiny model ---------------------------------------------------------------------------------------------------
 _ARCH_FIELDS = ("seed", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                "num_key_value_heads", "head_dim", "max_position_embeddings", "rope_theta")  # fmt: skip
+                "num_key_value_heads", "head_dim", "max_position_embeddings", "rope_theta", "name_tokens")  # fmt: skip
 
 
 def cache_root(cfg: ModelConfig) -> Path:
@@ -211,7 +227,8 @@ def cache_root(cfg: ModelConfig) -> Path:
 
 def tiny_dir(cfg: ModelConfig) -> Path:
     """Where the tiny model of `cfg` lives: `<cache>/tiny-<hash of sizes, seed, vocabulary, BUILD_VERSION>`."""
-    key = {"build": BUILD_VERSION, "vocab": project_vocabulary(), **{k: getattr(cfg, k) for k in _ARCH_FIELDS}}
+    key = {"build": BUILD_VERSION, "vocab": project_vocabulary(cfg.name_tokens)}
+    key |= {k: getattr(cfg, k) for k in _ARCH_FIELDS}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return cache_root(cfg) / f"tiny-{digest}"
 
@@ -259,7 +276,7 @@ def build_tiny(cfg: ModelConfig | dict | object = DEFAULT_MODEL) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
-        tokenizer = build_tokenizer(max_length=cfg.max_position_embeddings)
+        tokenizer = build_tokenizer(max_length=cfg.max_position_embeddings, name_tokens=cfg.name_tokens)
         model = _tiny_model(cfg, tokenizer)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

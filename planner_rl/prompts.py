@@ -55,6 +55,7 @@ class PromptConfig:
     observation: str = "robotouille"  # "robotouille": its text word for word | "compact": one line per station
     feedback_examples: float = 0.0  # [0, 1]: share of training states also given after a refused answer (data.py)
     detours: float = 0.0  # [0, 1]: share of training states also left by one off-plan action, the expert replanned
+    move_contents: bool = False  # each listed move shows what its destination holds: `... to table3 (patty1 cooked)`
 
     def __post_init__(self) -> None:
         check_format(self.output_format)
@@ -147,7 +148,10 @@ def user_message(
     view = (own_compact(state) if own_compact else compact_observation(world, state)) if compact else None
     parts = [view if compact else world.describe_state(state)]
     if cfg.valid_actions:
-        parts.append("Valid Actions:\n" + "\n".join(a.text for a in world.valid_actions(state)))
+        listed = [a.text for a in world.valid_actions(state)]
+        if cfg.move_contents and not own_compact:
+            listed = annotate_moves(listed, view or compact_observation(world, state))
+        parts.append("Valid Actions:\n" + "\n".join(listed))
     parts.append(f"Goal: {world.problem.goal_description}")
     if cfg.progress:
         lines = progress_lines(world, state)
@@ -161,6 +165,18 @@ def user_message(
         parts.append(f"Feedback: {feedback}")
     parts.append(QUESTION)
     return "\n\n".join(parts)
+
+
+def annotate_moves(actions: list[str], compact_view: str) -> list[str]:
+    """`prompt.move_contents`: each `Move ... to <station>` followed by what the compact view's line of that station
+    holds, in brackets (`(nothing)` when empty). The same facts as the observation, beside the choice they decide,
+    so a small model need not look the station up across the prompt; the action to answer stays the bare text."""
+    holds = dict(line.split(": ", 1) for line in compact_view.split("\n") if ": " in line)
+    out = []
+    for text in actions:
+        station = text.rsplit(" ", 1)[-1]
+        out.append(f"{text} ({holds[station]})" if text.startswith("Move ") and station in holds else text)
+    return out
 
 
 def build_messages(

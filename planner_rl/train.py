@@ -62,6 +62,7 @@ from planner_rl.grpo import GRPOConfig, zero_variance_groups
 from planner_rl.integrity import CheckpointError
 from planner_rl.logger import NoLogger, Records, json_safe
 from planner_rl.model import ModelConfig, ModelLoadError, load_model_and_tokenizer, model_config
+from planner_rl.onpolicy import policy_examples
 from planner_rl.packing import MicroBatch, group_micro_batches, kept_advantages, turn_micro_batches
 from planner_rl.progress import Progress, say
 from planner_rl.prompts import PromptConfig
@@ -426,6 +427,18 @@ def grpo_stage(
     return last
 
 
+def policy_rows(job: Job, model, tokenizer, tasks: list[str], rows: list[dict]) -> list[dict]:
+    """grpo.states=policy: the states the SFT model reaches off the expert's plan, played greedily under the
+    evaluation's protocol on GRPO's layouts, each labelled by the expert replanned there (planner_rl/onpolicy.py)."""
+    t0 = time.perf_counter()
+    seeds = list(dict.fromkeys(r["seed"] for r in rows))
+    cfg = replace(job.eval, tasks=None, seeds=None, episodes=1, temperature=0.0, decoding="free", theory=False)
+    extra = policy_examples(model, tokenizer, tasks, seeds, job.prompt, cfg, job.cfg.expert_cache, off_plan_only=True)
+    job.say(f"grpo.states=policy: {len(extra)} off-plan states of the SFT model on {len(seeds)} layouts "
+            f"({time.perf_counter() - t0:.0f} s) beside {len(rows)} expert-plan prompts")  # fmt: skip
+    return extra
+
+
 # --- report ------------------------------------------------------------------------------------------------------
 def report(job: Job, stage: dict, last: dict, steps: int, tasks: list[str], test_seeds: list[int], logger) -> dict:
     """results.json (SFT-only vs SFT+GRPO), the logger's summary and the console table."""
@@ -478,6 +491,8 @@ def train(cfg: DictConfig) -> dict:
         seed_everything(cfg.seed + 1)  # the same whether SFT ran in this process or was loaded
         model, tokenizer = load_model_and_tokenizer(start_cfg)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids(tokenizer)[0]
+        if job.grpo.states == "policy" and job.grpo.mode == "single_turn":  # from the SFT model: the same on resume
+            train_rows = train_rows + policy_rows(job, model, tokenizer, tasks, train_rows)
         reference = copy.deepcopy(model).requires_grad_(False) if job.grpo.beta > 0 else None  # none at beta 0
         backend = get_class(job.trainer._target_)(model, job.trainer, job.grpo.steps * job.grpo.mu)
         if reference is not None:

@@ -148,7 +148,10 @@ def test_every_ground_action_round_trips_on_its_own(tiny):
 def test_words_digits_and_unknowns(tiny):
     tokenizer = tiny[1]
     tokens = tokenizer.tokenize("Move robot1 from table12 to board3")
-    assert tokens == ["Move", " robot", "1", " from", " table", "1", "2", " to", " board", "3"]
+    assert tokens == ["Move", " robot1", " from", " table12", " to", " board3"]  # a name is one token
+    # beyond MAX_NAME_NUMBER a name is its longest known prefix, then digits; still lossless
+    assert tokenizer.tokenize(" table21 patty 7 x2") == [" table2", "1", " patty", " 7", " x", "2"]
+    assert tokenizer.decode(tokenizer.encode(" table21 patty 7 x2")) == " table21 patty 7 x2"
     for word in ["bread", "lettuce", "patty", "chicken", "potato", "onion", "stove", "fryer", "sink", "pot", "bowl"]:
         assert len(tokenizer.tokenize(word)) == len(tokenizer.tokenize(" " + word)) == 1
     assert tokenizer.tokenize("Action: Valid Actions:\nGoal: Progress: Previous") == [
@@ -156,6 +159,15 @@ def test_words_digits_and_unknowns(tiny):
     ]  # fmt: skip
     assert M.count_unknown(tokenizer, ["zzyzx 42 {}"]) == 0  # unseen words fall back to letters
     assert M.count_unknown(tokenizer, ["café ½"]) == 2
+
+
+def test_digit_tokens_without_name_tokens(tmp_path):
+    """`name_tokens=false`: the earlier build, names spelt kind then digits; a different cache directory."""
+    cfg = M.ModelConfig(cache_dir=str(tmp_path), name_tokens=False)
+    assert M.tiny_dir(cfg) != M.tiny_dir(M.ModelConfig(cache_dir=str(tmp_path)))
+    tokenizer = M.build_tokenizer(name_tokens=False)
+    tokens = tokenizer.tokenize("Move robot1 from table12 to board3")
+    assert tokens == ["Move", " robot", "1", " from", " table", "1", "2", " to", " board", "3"]
 
 
 def test_chat_template_and_target(tiny):

@@ -141,3 +141,19 @@ def test_compact_observation_is_a_function_of_the_atoms_alone(task):
 def test_observation_option_is_checked():
     with pytest.raises(ValueError, match=r"prompt\.observation"):
         PromptConfig(observation="short")
+
+
+@pytest.mark.parametrize("observation", ["compact", "robotouille"])
+def test_move_contents_annotate_each_listed_move_with_its_destination(observation):
+    """prompt.move_contents: `Move ... to stove1 (patty1 cooking)`; other actions and the answer unchanged."""
+    w = make_world(ROW, items=[("patty", 3, 0, 0, ["iscookable"]), ("lettuce", 2, 0, 0, ["iscuttable"])])
+    s = act(w, w.initial_state, "Move robot1 from table1 to stove1")
+    s = act(w, s, "Cook patty1 on stove1 using robot1")
+    s = act(w, s, "Move robot1 from stove1 to table2")
+    cfg = PromptConfig(observation=observation, move_contents=True, history=0)
+    listed = user_message(w, s, (), cfg).split("Valid Actions:\n")[1].split("\n\n")[0].splitlines()
+    assert "Move robot1 from table2 to stove1 (patty1 cooking)" in listed
+    assert {"Move robot1 from table2 to board1 (lettuce1)", "Move robot1 from table2 to table1 (nothing)"} <= set(listed)
+    assert "Do nothing" in listed and len(listed) == len(w.valid_actions(s))
+    plain = user_message(w, s, (), PromptConfig(observation=observation, history=0))
+    assert "(patty1" not in plain
