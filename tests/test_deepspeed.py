@@ -192,8 +192,10 @@ def test_the_main_job_logs_the_same_run_with_either_backend(tmp_path):
     assert len(ds) == len(ref) and any("train/grad_norm" in r for r in ref)
     for got, want in zip(ds, ref, strict=True):
         assert got.keys() == want.keys()
-        for k, v in want.items():  # rewards, losses, lr, eval: equal; gradient norms to float rounding
-            assert got[k] == (pytest.approx(v, rel=1e-5) if k == "train/grad_norm" else v), k
+        for k, v in want.items():  # rewards, losses, lr, eval: equal; gradient norms and the theory check's
+            # products of ~15-30 probabilities (p0, ~1e-54 here) to float rounding
+            rounded = k == "train/grad_norm" or "/p0" in k
+            assert got[k] == (pytest.approx(v, rel=1e-4 if "/p0" in k else 1e-5) if rounded else v), k
 
 
 # --- GPU -------------------------------------------------------------------------------------------------------
