@@ -103,13 +103,9 @@ def policy_examples(
         visits = visited_states(HFRollout(model, tokenizer), tokenizer, tasks, seeds, prompt, cfg, expert_cache)
     finally:
         model.train(was_training)
-    if off_plan_only:
-        visits = [v for v in visits if v[3] is not None or not _on_plan(v, expert_cache)]
+    if off_plan_only:  # on the plan: no refusal yet and the plan's own actions, one a turn
+        plans = {(t, s): list(expert_trajectory(t, s, expert_cache).plan) for t in tasks for s in seeds}
+        on_plan = [fb is None and turn == len(h) and plans[ep.task, ep.seed][: len(h)] == h
+                   for ep, _, h, fb, turn in visits]  # fmt: skip
+        visits = [v for v, on in zip(visits, on_plan, strict=True) if not on]
     return label_visits(visits, prompt)
-
-
-def _on_plan(visit, expert_cache: str | None) -> bool:
-    """Whether the visited state is the expert plan's state at the same turn (the policy has not erred yet)."""
-    ep, _, history, _, turn = visit
-    plan = expert_trajectory(ep.task, ep.seed, expert_cache).plan
-    return list(plan[: len(history)]) == history and turn == len(history)

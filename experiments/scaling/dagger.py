@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from planner_rl.data import build_examples, expert_states, seed_list
 from planner_rl.eval_protocol import EvalConfig
@@ -27,7 +28,7 @@ from planner_rl.prompts import PromptConfig
 from planner_rl.rollout.hf import HFRollout
 from planner_rl.sft import SFTConfig, single_step_accuracy, train_sft
 
-TEST_SEEDS = [42, 84, 126, 168, 210, 252, 294, 336, 378, 420]
+TEST_SEEDS = list(OmegaConf.load(Path(__file__).parents[2] / "conf/env/robotouille.yaml").test_seeds)
 
 
 def main() -> None:
