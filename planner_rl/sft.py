@@ -53,6 +53,7 @@ class SFTConfig:
     max_new_tokens: int = 24  # per evaluation answer; an action is ~12 tokens
     seed: int = 0
     decoding: str = "free"  # free | valid_actions: the evaluation's answer is the most likely valid action
+    prompt_loss: float = 0.0  # weight of the next-token loss on the prompt's tokens beside the answer (0: answer only)
 
     def __post_init__(self) -> None:
         check_decoding(self.decoding, "sft.decoding")
@@ -60,6 +61,8 @@ class SFTConfig:
             raise ValueError(f"sft.schedule must be cosine, linear or constant, got {self.schedule!r}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("sft.epochs must be >= 0, sft.batch_size >= 1 and sft.lr > 0")
+        if self.prompt_loss < 0:
+            raise ValueError(f"sft.prompt_loss must be >= 0, got {self.prompt_loss!r}")
 
 
 # --- pure pieces ---------------------------------------------------------------------------------------------------
@@ -80,21 +83,41 @@ def completion_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE)
 
 
-def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def answer_loss(model, batch: dict[str, torch.Tensor], prompt_weight: float = 0.0) -> torch.Tensor:
     """`completion_loss` of `model` on `batch`, with the output head run only where a label is predicted.
 
     The loss needs the logits of the answer tokens alone (about 12 of a prompt's 150-900 positions), so the decoder's
     hidden states are gathered there first: the same loss (to float rounding), a vocabulary-sized matrix product
-    fewer per prompt token. Models without a separate decoder and head fall back to the full forward."""
+    fewer per prompt token. Models without a separate decoder and head fall back to the full forward.
+    `prompt_weight` > 0 adds that weight times the mean next-token loss on the prompt's tokens (`prompt_loss`)."""
+    losses = sft_losses(model, batch, with_prompt=prompt_weight > 0)
+    return losses[0] + prompt_weight * losses[1] if len(losses) > 1 else losses[0]
+
+
+def prompt_targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[B, T-1] next-token targets inside the prompt (the token after each prompt position that is itself a prompt
+    token), IGNORE at the answer, the padding and the position before the answer's first token."""
+    nxt = batch["input_ids"][:, 1:]
+    in_prompt = (batch["labels"][:, 1:] == IGNORE) & (batch["attention_mask"][:, 1:] == 1)
+    return torch.where(in_prompt, nxt, torch.full_like(nxt, IGNORE))
+
+
+def sft_losses(model, batch: dict[str, torch.Tensor], with_prompt: bool = False) -> tuple[torch.Tensor, ...]:
+    """(answer loss,) or (answer loss, prompt loss): mean cross-entropies, one forward pass (see `answer_loss`)."""
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     if decoder is None or head is None or getattr(model.config, "final_logit_softcapping", None):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        return completion_loss(logits, batch["labels"])
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    targets = batch["labels"][:, 1:]  # [B, T-1]
-    picked = targets != IGNORE
-    logits = head(hidden[:, :-1][picked])  # [N, V]: N labelled positions
-    return F.cross_entropy(logits.float(), targets[picked])
+        losses = (completion_loss(logits, batch["labels"]),)
+        if with_prompt:
+            losses += (F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), prompt_targets(batch).flatten(),
+                                       ignore_index=IGNORE),)  # fmt: skip
+        return losses
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state[:, :-1]
+    losses = ()
+    for targets in (batch["labels"][:, 1:], prompt_targets(batch)) if with_prompt else (batch["labels"][:, 1:],):
+        picked = targets != IGNORE  # [B, T-1]
+        losses += (F.cross_entropy(head(hidden[picked]).float(), targets[picked]),)  # head on [N, H] only
+    return losses
 
 
 def length_batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
@@ -201,9 +224,10 @@ def train_sft(model, tokenizer, data, cfg: SFTConfig, fmt: str, out_dir: Path | 
         for idx in length_batches([len(x) for x, _ in train], cfg.batch_size, rng):
             batch = {k: v.to(device) for k, v in collate([train[i] for i in idx], pad_id).items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = answer_loss(model, batch)
+                losses = sft_losses(model, batch, with_prompt=cfg.prompt_loss > 0)
+            loss = losses[0]  # the answer's loss: what is logged and compared across runs
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss + cfg.prompt_loss * losses[1] if len(losses) > 1 else loss).backward()  # = answer_loss's
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
             opt.step()
             sched.step()
@@ -211,8 +235,11 @@ def train_sft(model, tokenizer, data, cfg: SFTConfig, fmt: str, out_dir: Path | 
             epoch_loss += loss.item()
             bar.update(1, epoch=epoch + 1, loss=epoch_loss / (step - epoch * steps_per_epoch))  # this epoch's mean
             seen_tokens += int(batch["attention_mask"].sum())
-            log({"sft/step": step, "sft/epoch": epoch, "loss/sft": loss.item(), "sft/grad_norm": float(grad_norm),
-                 "sft/lr": sched.get_last_lr()[0]})  # fmt: skip
+            record = {"sft/step": step, "sft/epoch": epoch, "loss/sft": loss.item(), "sft/grad_norm": float(grad_norm),
+                      "sft/lr": sched.get_last_lr()[0]}  # fmt: skip
+            if len(losses) > 1:
+                record["loss/sft_prompt"] = losses[1].item()
+            log(record)
         elapsed = time.perf_counter() - t0
         metrics = {
             "sft/step": step,

@@ -105,3 +105,42 @@ def test_answer_loss_equals_the_full_forward_loss():
     batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
     full = completion_loss(model(input_ids=ids, attention_mask=mask).logits, labels)
     assert answer_loss(model, batch).item() == pytest.approx(full.item(), rel=1e-5)
+
+
+def test_prompt_targets_by_hand():
+    """The prompt loss predicts each prompt token from the one before it: not the answer, the padding, nor the first
+    answer token (that is the answer loss's)."""
+    from planner_rl.sft import prompt_targets
+
+    ids = torch.tensor([[5, 6, 7, 8, 9, 0], [5, 6, 7, 8, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]])
+    labels = torch.tensor([[IGNORE, IGNORE, IGNORE, 8, 9, IGNORE], [IGNORE, IGNORE, 7, 8, IGNORE, IGNORE]])
+    got = prompt_targets({"input_ids": ids, "attention_mask": mask, "labels": labels})
+    assert got.tolist() == [[6, 7, IGNORE, IGNORE, IGNORE], [6, IGNORE, IGNORE, IGNORE, IGNORE]]
+
+
+def test_prompt_loss_equals_the_full_forward_losses():
+    """sft_losses' prompt term is the mean next-token loss over the prompt positions of the full logits, computed
+    independently here; prompt_loss=0 trains on the answer alone (the same loss as before the option)."""
+    from planner_rl.model import ModelConfig, load_model_and_tokenizer
+    from planner_rl.sft import answer_loss, sft_losses
+
+    model, _ = load_model_and_tokenizer(ModelConfig())
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(10, 500, (2, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    labels = torch.full_like(ids, IGNORE)
+    labels[0, 8:], labels[1, 6:9] = ids[0, 8:], ids[1, 6:9]
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+    prompt_terms = [-logp[r, t, ids[r, t + 1]] for r, last in ((0, 7), (1, 5)) for t in range(last)]
+    answer_terms = [-logp[r, t - 1, ids[r, t]] for r, span in ((0, range(8, 12)), (1, range(6, 9))) for t in span]
+    answer, prompt = sft_losses(model, batch, with_prompt=True)
+    assert prompt.item() == pytest.approx(torch.stack(prompt_terms).mean().item(), rel=1e-5)
+    assert answer.item() == pytest.approx(torch.stack(answer_terms).mean().item(), rel=1e-5)
+    mixed = answer_loss(model, batch, prompt_weight=0.5).item()
+    assert mixed == pytest.approx(answer.item() + 0.5 * prompt.item(), rel=1e-5)
+    assert answer_loss(model, batch).item() == pytest.approx(answer.item(), rel=1e-5)
+    with pytest.raises(ValueError, match=r"sft\.prompt_loss"):
+        SFTConfig(prompt_loss=-1.0)
