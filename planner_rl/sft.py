@@ -90,7 +90,11 @@ def answer_loss(model, batch: dict[str, torch.Tensor], prompt_weight: float = 0.
     hidden states are gathered there first: the same loss (to float rounding), a vocabulary-sized matrix product
     fewer per prompt token. Models without a separate decoder and head fall back to the full forward.
     `prompt_weight` > 0 adds that weight times the mean next-token loss on the prompt's tokens (`prompt_loss`)."""
-    losses = sft_losses(model, batch, with_prompt=prompt_weight > 0)
+    return weighted(sft_losses(model, batch, with_prompt=prompt_weight > 0), prompt_weight)
+
+
+def weighted(losses: tuple[torch.Tensor, ...], prompt_weight: float) -> torch.Tensor:
+    """The training loss from `sft_losses`' output: the answer's, plus `prompt_weight` times the prompt's if present."""
     return losses[0] + prompt_weight * losses[1] if len(losses) > 1 else losses[0]
 
 
@@ -104,20 +108,14 @@ def prompt_targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def sft_losses(model, batch: dict[str, torch.Tensor], with_prompt: bool = False) -> tuple[torch.Tensor, ...]:
     """(answer loss,) or (answer loss, prompt loss): mean cross-entropies, one forward pass (see `answer_loss`)."""
+    targets = (batch["labels"][:, 1:], prompt_targets(batch)) if with_prompt else (batch["labels"][:, 1:],)
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     if decoder is None or head is None or getattr(model.config, "final_logit_softcapping", None):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        losses = (completion_loss(logits, batch["labels"]),)
-        if with_prompt:
-            losses += (F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), prompt_targets(batch).flatten(),
-                                       ignore_index=IGNORE),)  # fmt: skip
-        return losses
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        return tuple(F.cross_entropy(logits.flatten(0, 1).float(), t.flatten(), ignore_index=IGNORE) for t in targets)
     hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state[:, :-1]
-    losses = ()
-    for targets in (batch["labels"][:, 1:], prompt_targets(batch)) if with_prompt else (batch["labels"][:, 1:],):
-        picked = targets != IGNORE  # [B, T-1]
-        losses += (F.cross_entropy(head(hidden[picked]).float(), targets[picked]),)  # head on [N, H] only
-    return losses
+    # the head only at the [N, H] positions with a target
+    return tuple(F.cross_entropy(head(hidden[t != IGNORE]).float(), t[t != IGNORE]) for t in targets)
 
 
 def length_batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
@@ -227,7 +225,7 @@ def train_sft(model, tokenizer, data, cfg: SFTConfig, fmt: str, out_dir: Path | 
                 losses = sft_losses(model, batch, with_prompt=cfg.prompt_loss > 0)
             loss = losses[0]  # the answer's loss: what is logged and compared across runs
             opt.zero_grad(set_to_none=True)
-            (loss + cfg.prompt_loss * losses[1] if len(losses) > 1 else loss).backward()  # = answer_loss's
+            weighted(losses, cfg.prompt_loss).backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
             opt.step()
             sched.step()
