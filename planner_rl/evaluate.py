@@ -43,7 +43,7 @@ from planner_rl.env.families import make_world, task_budget
 from planner_rl.env.tasks import BUDGET_MULTIPLIER
 from planner_rl.env.world import GroundAction, State, World
 from planner_rl.eval_protocol import EvalConfig
-from planner_rl.parsing import format_target, parse_completion, refusal
+from planner_rl.parsing import parse_completion, refusal
 from planner_rl.progress import Progress
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rollout import RolloutBackend, Sampling
@@ -299,24 +299,34 @@ def restricted_answer_log_probs(
     return out
 
 
+def label_log_probs(
+    model, tokenizer, rows: Sequence[dict], fmt: str, temperature: float, batch_size: int = 32, decoding: str = "free"
+) -> list[tuple[float, bool]]:
+    """`answer_log_probs` of each example row's labelled answer (its "prompt", "target" and "valid_actions"), in
+    output format `fmt`; with `decoding` valid_actions, under the policy restricted decoding samples
+    (`restricted_answer_log_probs`)."""
+    prompts = [encode_prompt(tokenizer, r["prompt"]) for r in rows]
+    if decoding == "valid_actions":
+        choices = [answer_choices(r["valid_actions"], fmt) for r in rows]
+        triples = list(zip(prompts, [r["target"] for r in rows], choices, strict=True))
+        return restricted_answer_log_probs(model, tokenizer, triples, temperature, batch_size)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids(tokenizer)[0]
+    teacher = [(p, answer_ids(tokenizer, r["target"])) for p, r in zip(prompts, rows, strict=True)]
+    return answer_log_probs(model, teacher, temperature, pad, batch_size)
+
+
 def expert_path_probabilities(
     model, tokenizer, trajectories: Sequence[Trajectory], prompt_cfg: PromptConfig, temperature: float,
     batch_size: int = 32, decoding: str = "free",
 ) -> list[PathProbability]:  # fmt: skip
     """`PathProbability` of each trajectory: one teacher-forced forward per plan state. With `decoding`
     valid_actions, the policy is the one restricted decoding samples (`restricted_answer_log_probs`)."""
-    rows, owner, fmt = [], [], prompt_cfg.output_format
+    rows, owner = [], []
     for i, traj in enumerate(trajectories):
-        for ex in trajectory_examples(traj, prompt_cfg):
-            answer = format_target(ex["expert_action"], fmt)
-            rows.append((encode_prompt(tokenizer, ex["prompt"]), answer, answer_choices(ex["valid_actions"], fmt)))
-            owner.append(i)
-    if decoding == "valid_actions":
-        scored = restricted_answer_log_probs(model, tokenizer, rows, temperature, batch_size)
-    else:
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids(tokenizer)[0]
-        teacher = [(p, answer_ids(tokenizer, a)) for p, a, _ in rows]
-        scored = answer_log_probs(model, teacher, temperature, pad, batch_size)
+        examples = trajectory_examples(traj, prompt_cfg)
+        rows += examples
+        owner += [i] * len(examples)
+    scored = label_log_probs(model, tokenizer, rows, prompt_cfg.output_format, temperature, batch_size, decoding)
     by_traj: list[list[tuple[float, bool]]] = [[] for _ in trajectories]
     for i, score in zip(owner, scored, strict=True):
         by_traj[i].append(score)

@@ -121,6 +121,8 @@ class GRPOConfig(GRPOLossConfig):
     sample_every: int = 10  # steps between tables of sample completions (0: never)
     states: str = "expert"  # expert: the expert plans' states (the paper's) | policy: also the SFT model's own
     #   closed-loop states off the plan, on the same layouts, labelled by the expert replanned there (onpolicy.py)
+    max_sft_p: float | None = None  # keep only the prompts whose labelled answer the SFT model writes with probability
+    #   <= this at the sampling temperature (offline difficulty filtering); None: every prompt
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -135,6 +137,8 @@ class GRPOConfig(GRPOLossConfig):
             raise ValueError(f"grpo.states must be one of {GRPO_STATES}, got {self.states!r}")
         if self.mode == "multi_turn" and self.zero_variance == "resample":
             raise ValueError("grpo.zero_variance=resample is single-turn only; multi_turn takes keep or drop")
+        if self.max_sft_p is not None and not (_is_real(self.max_sft_p) and 0 < self.max_sft_p <= 1):
+            raise ValueError(f"grpo.max_sft_p must be a number in (0, 1] or None, got {self.max_sft_p!r}")
         budget = self.max_generated_tokens
         if budget is not None and not (_is_int(budget) and budget > 0):
             raise ValueError(f"grpo.max_generated_tokens must be an integer > 0 or None, got {budget!r}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import random
 import shutil
 import subprocess
@@ -57,7 +58,14 @@ from planner_rl.env.planner import NoPlanError
 from planner_rl.env.problem import ProblemError
 from planner_rl.env.strips.task import PDDLTaskError
 from planner_rl.env.tasks import TaskError
-from planner_rl.evaluate import EvalConfig, evaluate, protocol_line, transcript_rows, write_evaluation
+from planner_rl.evaluate import (
+    EvalConfig,
+    evaluate,
+    label_log_probs,
+    protocol_line,
+    transcript_rows,
+    write_evaluation,
+)
 from planner_rl.grpo import GRPOConfig, zero_variance_groups
 from planner_rl.integrity import CheckpointError
 from planner_rl.logger import NoLogger, Records, json_safe
@@ -439,6 +447,21 @@ def policy_rows(job: Job, model, tokenizer, tasks: list[str], rows: list[dict]) 
     return extra
 
 
+def hard_rows(job: Job, model, tokenizer, rows: list[dict], restricted: bool) -> list[dict]:
+    """grpo.max_sft_p: the prompts whose labelled answer the SFT model writes with probability <= max_sft_p at the
+    sampling temperature (teacher-forced; among the valid actions when the rollout is restricted to them). The rest
+    would mostly give groups with one reward for all, so no gradient, and crowd out the states still to learn."""
+    t0, decoding = time.perf_counter(), "valid_actions" if restricted else "free"
+    fmt, temperature = job.prompt.output_format, job.rollout.sampling.temperature
+    scored = label_log_probs(model, tokenizer, rows, fmt, temperature, decoding=decoding)
+    keep = [r for r, (lp, _) in zip(rows, scored, strict=True) if math.exp(lp) <= job.grpo.max_sft_p]
+    job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: {len(keep)} of {len(rows)} prompts kept, the SFT model's "
+            f"probability of the label at most that ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    if not keep:
+        raise ValueError(f"grpo.max_sft_p={job.grpo.max_sft_p} keeps none of the {len(rows)} GRPO prompts")
+    return keep
+
+
 # --- report ------------------------------------------------------------------------------------------------------
 def report(job: Job, stage: dict, last: dict, steps: int, tasks: list[str], test_seeds: list[int], logger) -> dict:
     """results.json (SFT-only vs SFT+GRPO), the logger's summary and the console table."""
@@ -493,6 +516,9 @@ def train(cfg: DictConfig) -> dict:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids(tokenizer)[0]
         if job.grpo.states == "policy" and job.grpo.mode == "single_turn":  # from the SFT model: the same on resume
             train_rows = train_rows + policy_rows(job, model, tokenizer, tasks, train_rows)
+        restricted = getattr(job.rollout, "decoding", "free") == "valid_actions"  # GRPO samples among valid actions
+        if job.grpo.max_sft_p is not None and job.grpo.mode == "single_turn":  # from the SFT model: same on resume
+            train_rows = hard_rows(job, model, tokenizer, train_rows, restricted)
         reference = copy.deepcopy(model).requires_grad_(False) if job.grpo.beta > 0 else None  # none at beta 0
         backend = get_class(job.trainer._target_)(model, job.trainer, job.grpo.steps * job.grpo.mu)
         if reference is not None:
@@ -503,7 +529,6 @@ def train(cfg: DictConfig) -> dict:
             rollout.sync_weights(backend.unwrapped)
             job.say(f"resumed from {ckpt} (step {state.step})")
         sampling, G = job.rollout.sampling, job.grpo.group_size
-        restricted = getattr(job.rollout, "decoding", "free") == "valid_actions"  # GRPO samples among valid actions
         if job.grpo.mode == "single_turn":
             fmt = job.prompt.output_format
             sampler = SingleTurnSampler(rollout, tokenizer, train_rows, G, sampling, job.reward, fmt, cfg.seed,

@@ -9,6 +9,7 @@ import torch
 
 from planner_rl import grpo
 from planner_rl.grpo import (
+    GRPOConfig,
     GRPOLossConfig,
     aggregate_loss,
     clipped_surrogate,
@@ -336,6 +337,13 @@ def test_grpo_loss_checks_inputs():
 def test_config_validation_names_the_key(overrides, key):
     with pytest.raises(ValueError, match=rf"grpo\.{key}"):
         GRPOLossConfig(**overrides)
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 1.5, -0.2, float("nan"), "0.5", True])
+def test_max_sft_p_must_be_a_probability(value):
+    with pytest.raises(ValueError, match=r"grpo\.max_sft_p"):
+        GRPOConfig(max_sft_p=value)
+    assert GRPOConfig(max_sft_p=1).max_sft_p == 1 and GRPOConfig().max_sft_p is None
 
 
 def test_docstring_lists_every_key_with_its_default():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -212,7 +213,8 @@ def test_smoke_run_of_the_main_job(tmp_path):
 @pytest.mark.parametrize(
     "variant",
     [
-        ("grpo.mu=2", "grpo.beta=0.1", "grpo.zero_variance=resample", "grpo.loss_agg=seq_mean_token_mean"),
+        ("grpo.mu=2", "grpo.beta=0.1", "grpo.zero_variance=resample", "grpo.loss_agg=seq_mean_token_mean",
+         "grpo.max_sft_p=0.5"),
         ("grpo.zero_variance=drop", "grpo.loss_agg=constant", "grpo.max_completion_tokens=16",
          "grpo.advantage_scale=none", "reward=optimal_set", "grpo.states=policy", "prompt.move_contents=true"),
         ("rollout.decoding=valid_actions", "eval.also_valid_actions=true", "sft.decoding=valid_actions"),
@@ -236,6 +238,8 @@ def test_objective_variants_run_end_to_end(tmp_path, variant):
         assert (run / "eval" / "valid_actions" / "step_000002.json").exists()
     elif "grpo.beta=0.1" in variant:
         assert all("loss/kl" in r and r["loss/kl"] >= 0 for r in rows if r["train/updated"])
+        kept, total = map(int, re.search(r"grpo.max_sft_p=0.5: (\d+) of (\d+) prompts kept", out).groups())
+        assert 0 < kept <= total
         assert all("rollout/resample_rounds" in r for r in rows)
     else:
         assert all(r["rollout/groups"] <= 2 for r in rows)
