@@ -297,14 +297,25 @@ def test_multirun_of_two_tiny_jobs_records_a_failure_and_goes_on(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in Path(CONF, "sweep").glob("*.yaml") if p.stem != "small_scale"))
 def test_sweep_files_compose_with_their_axes(name):
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     app = "evaluate" if name == "model_size" else "train"
     register_configs()
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose(app, overrides=[f"+sweep={name}", "hydra/launcher=slurm"], return_hydra_config=True)
-    assert cfg.hydra.sweeper.params and cfg.name == name
-    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
-    for key in ("eval", "prompt") + (("grpo", "reward", "sft") if app == "train" else ()):
-        typed(cfg, key)  # every value passes its schema
+        assert cfg.hydra.sweeper.params and cfg.name == name
+        assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()])
+        values = [
+            o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()] for o in parsed
+        ]
+        axes = [[f"{o.key_or_group}={v}" for v in vs] for o, vs in zip(parsed, values, strict=True)]
+        for point in itertools.product(*axes):  # every job of the sweep: its config passes every schema
+            job = compose(app, overrides=[f"+sweep={name}", *point])
+            for key in ("eval", "prompt") + (("grpo", "reward", "sft") if app == "train" else ()):
+                typed(job, key)
 
 
 def test_several_evaluation_tasks_get_single_step_accuracy_each(tmp_path):
