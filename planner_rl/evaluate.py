@@ -322,8 +322,9 @@ def expert_path_probabilities(
     """`PathProbability` of each trajectory: one teacher-forced forward per plan state. With `decoding`
     valid_actions, the policy is the one restricted decoding samples (`restricted_answer_log_probs`)."""
     rows, owner = [], []
+    plan_only = replace(prompt_cfg, detours=0.0, feedback_examples=0.0)  # the plan's own states, one each
     for i, traj in enumerate(trajectories):
-        examples = trajectory_examples(traj, prompt_cfg)
+        examples = trajectory_examples(traj, plan_only)
         rows += examples
         owner += [i] * len(examples)
     scored = label_log_probs(model, tokenizer, rows, prompt_cfg.output_format, temperature, batch_size, decoding)

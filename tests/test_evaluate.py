@@ -354,6 +354,16 @@ def test_path_probability_of_a_uniform_policy_is_v_to_the_minus_n(tiny_tokenizer
             assert p.log_p0 == pytest.approx(-n * math.log(V), rel=1e-5) and not p.greedy
 
 
+def test_path_probability_counts_the_plan_states_only(tiny_tokenizer):
+    # detour and feedback examples are training data, not states of the expert's path: P_0 multiplies t_gt steps
+    traj = expert_trajectory("cheeseburger", 42)
+    V, n = len(tiny_tokenizer), answer_tokens(tiny_tokenizer, traj)
+    with_extras = PromptConfig(detours=1.0, feedback_examples=1.0)
+    (p,) = expert_path_probabilities(FakeLM(V, "uniform"), tiny_tokenizer, [traj], with_extras, 1.0)
+    assert len(p.step_probs) == p.t_gt == len(traj.plan)
+    assert p.log_p0 == pytest.approx(-n * math.log(V), rel=1e-5)
+
+
 def test_path_probability_of_an_oracle_is_the_per_token_product(tiny_tokenizer):
     traj = expert_trajectory("cheese_sandwich", 84)
     V, n, c = len(tiny_tokenizer), answer_tokens(tiny_tokenizer, traj), 5.0
