@@ -458,7 +458,7 @@ def hard_rows(job: Job, model, tokenizer, rows: list[dict], restricted: bool) ->
     job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: {len(keep)} of {len(rows)} prompts kept, the SFT model's "
             f"probability of the label at most that ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
     if not keep:
-        raise ValueError(f"grpo.max_sft_p={job.grpo.max_sft_p} keeps none of the {len(rows)} GRPO prompts")
+        raise ConfigError(f"grpo.max_sft_p={job.grpo.max_sft_p} keeps none of the {len(rows)} GRPO prompts: raise it")
     return keep
 
 

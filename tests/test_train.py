@@ -94,6 +94,15 @@ def test_valid_action_rollouts_need_rollout_hf():
     assert typed(compose_train(["rollout.decoding=valid_actions"]), "rollout").decoding == "valid_actions"
 
 
+def test_a_difficulty_filter_that_keeps_nothing_exits_cleanly(tmp_path):
+    cmd = [sys.executable, "-m", "planner_rl.train", "debug=smoke", "grpo.max_sft_p=1e-30", f"hydra.run.dir={tmp_path}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "grpo.max_sft_p=1e-30 keeps none of the" in out.stdout + out.stderr
+    assert (tmp_path / "sft_model" / "COMPLETE").exists()  # the SFT stage is kept: a rerun with another value reuses it
+
+
 def test_bad_config_on_the_command_line_exits_cleanly(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "planner_rl.train", "grpo.loss_agg=bogus", f"hydra.run.dir={tmp_path}"],
