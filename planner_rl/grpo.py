@@ -24,6 +24,12 @@ Every way ours can differ from it, with its key in `GRPOLossConfig` (config grou
 - KL (`grpo.beta`, default 0.0): beta * k3 per token, in the loss (not the reward), as in DeepSeekMath. For tokens
   sampled from the policy, k3 is a non-negative, unbiased estimate of KL(policy || reference). beta = 0 drops the
   term and no reference model is loaded (DAPO, Dr. GRPO); the paper uses beta > 0, value not reported.
+- KL estimator (`grpo.kl_estimator`, default 'k3'): the per-token term. 'k3' above, from the sampled tokens'
+  log-probs only; 'exact' is KL(policy || reference) over the whole vocabulary at each completion position,
+  sum_v p_v (log p_v - log ref_v) (`kl_exact`). k3 sees only the tokens that were sampled, so it cannot hold the
+  probability of answers no sample wrote (an action never sampled, e.g. a move to the station the robot stands at,
+  can gain mass from the other tokens' updates unchecked); the exact KL does, at the cost of [B, T, V] log-probs of
+  both models (with a 150k vocabulary, mind the micro-batch size).
 - Aggregation (`grpo.loss_agg`, default 'token_mean'; `grpo.max_completion_tokens`, default None): how per-token
   losses become one scalar (`aggregate_loss`). 'seq_mean_token_mean' is the paper's (mean within each completion,
   then over completions: a long completion's tokens weigh less). 'token_mean' divides the batch's sum by its token
@@ -65,6 +71,7 @@ import torch
 
 ADVANTAGE_SCALES = ("std", "none")
 LOSS_AGGS = ("token_mean", "seq_mean_token_mean", "constant")
+KL_ESTIMATORS = ("k3", "exact")
 ZERO_VARIANCE_MODES = ("keep", "drop", "resample")
 
 
@@ -75,7 +82,8 @@ class GRPOLossConfig:
     advantage_scale: str = "std"  # one of ADVANTAGE_SCALES
     eps_low: float = 0.2  # in [0, 1): the ratio's lower clip is 1 - eps_low
     eps_high: float = 0.2  # >= 0: the ratio's upper clip is 1 + eps_high
-    beta: float = 0.0  # >= 0: weight of the per-token k3 KL to the reference; 0 loads no reference model
+    beta: float = 0.0  # >= 0: weight of the per-token KL to the reference; 0 loads no reference model
+    kl_estimator: str = "k3"  # one of KL_ESTIMATORS: k3 (sampled tokens) | exact (the whole vocabulary)
     loss_agg: str = "token_mean"  # one of LOSS_AGGS
     max_completion_tokens: int | None = None  # > 0, tokens; required by loss_agg=constant
     mu: int = 1  # >= 1: gradient steps per batch of samples
@@ -85,6 +93,7 @@ class GRPOLossConfig:
         for key, allowed in (
             ("advantage_scale", ADVANTAGE_SCALES),
             ("loss_agg", LOSS_AGGS),
+            ("kl_estimator", KL_ESTIMATORS),
             ("zero_variance", ZERO_VARIANCE_MODES),
         ):
             if getattr(self, key) not in allowed:
@@ -242,6 +251,14 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.expm1(d) - d
 
 
+def kl_exact(logp_full: torch.Tensor, ref_logp_full: torch.Tensor) -> torch.Tensor:
+    """Per-token KL(policy || reference) = sum_v exp(logp_v) (logp_v - ref_v), [B, T] from log-probs [B, T, V]
+    over the whole vocabulary (the reference's a constant). >= 0, and 0 where the two distributions agree."""
+    if logp_full.shape != ref_logp_full.shape:
+        raise ValueError(f"logp {tuple(logp_full.shape)} and ref {tuple(ref_logp_full.shape)} must have one shape")
+    return (logp_full.exp() * (logp_full - ref_logp_full.detach())).sum(dim=-1)
+
+
 def clipped_surrogate(
     logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, eps_low: float, eps_high: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -306,16 +323,21 @@ def grpo_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     cfg: GRPOLossConfig,
+    kl_tokens: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """(loss, stats): clipped surrogate + beta * k3, aggregated by cfg.loss_agg.
+    """(loss, stats): clipped surrogate + beta * KL, aggregated by cfg.loss_agg.
 
-    logp, old_logp, ref_logp, mask [B, T]; advantages [B]. old_logp None means logp.detach() (mu = 1). Stats:
+    logp, old_logp, ref_logp, mask [B, T]; advantages [B]. old_logp None means logp.detach() (mu = 1). The KL per
+    token is k3 from ref_logp (kl_estimator k3), or kl_tokens [B, T] as given (kl_estimator exact: `kl_exact` of
+    both models' full log-probs, which the caller holds; ref_logp is then unused). Stats:
     loss/total = loss/policy + beta * loss/kl (both aggregated like the loss; loss/kl only with ref_logp), and over
     the masked tokens loss/clip_frac_low, loss/clip_frac_high, loss/clip_frac, loss/ratio_mean, loss/ratio_max.
     """
-    if cfg.beta > 0 and ref_logp is None:
-        raise ValueError("grpo.beta > 0 needs ref_logp (the reference model's log-probs)")
-    for name, t in (("old_logp", old_logp), ("ref_logp", ref_logp), ("mask", mask)):
+    exact = cfg.kl_estimator == "exact"
+    if cfg.beta > 0 and (kl_tokens if exact else ref_logp) is None:
+        need = "kl_tokens (the exact per-token KL)" if exact else "ref_logp (the reference model's log-probs)"
+        raise ValueError(f"grpo.beta > 0 with grpo.kl_estimator={cfg.kl_estimator} needs {need}")
+    for name, t in (("old_logp", old_logp), ("ref_logp", ref_logp), ("mask", mask), ("kl_tokens", kl_tokens)):
         if t is not None and t.shape != logp.shape:
             raise ValueError(f"{name} {tuple(t.shape)} must have logp's shape {tuple(logp.shape)}")
     if advantages.shape != logp.shape[:1]:
@@ -329,8 +351,9 @@ def grpo_loss(
     policy = agg(surrogate)
     loss = policy
     stats: dict[str, float] = {"loss/policy": policy.item()}
-    if ref_logp is not None:
-        kl = agg(kl_k3(logp, ref_logp))
+    per_token_kl = kl_tokens if exact else (kl_k3(logp, ref_logp) if ref_logp is not None else None)
+    if per_token_kl is not None:
+        kl = agg(per_token_kl)
         stats["loss/kl"] = kl.item()
         if cfg.beta > 0:
             loss = loss + cfg.beta * kl

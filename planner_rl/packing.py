@@ -62,10 +62,11 @@ def turn_micro_batches(turns: list[tuple[list[int], list[int], float]], size: in
 
 
 def group_log_probs(
-    model, prompts: list[list[int]], completions: list[list[int]], pad_id: int, temperature: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+    model, prompts: list[list[int]], completions: list[list[int]], pad_id: int, temperature: float, full: bool = False
+) -> tuple[torch.Tensor, ...]:
     """(log-probs [n*G, C], mask [n*G, C]) for n prompts and their n*G completions (group-contiguous: row n*G + g
-    answers prompt n), the prompts run once. Completions are right-padded after left-padded prompts."""
+    answers prompt n), the prompts run once. Completions are right-padded after left-padded prompts. full: also
+    the float32 log-probs of the whole vocabulary at each completion position, [n*G, C, V] (grpo.kl_estimator exact)."""
     n, rows = len(prompts), len(completions)
     if rows % n:
         raise ValueError(f"{rows} completions do not split into groups for {n} prompts")
@@ -99,7 +100,10 @@ def group_log_probs(
     # column t predicts c_ids[:, t] (the last column predicts past the completion and is not read)
     logits = torch.cat([first.repeat_interleave(G, dim=0), rest], dim=1)  # [n*G, C+1, V]
     ids = torch.cat([torch.zeros_like(c_ids[:, :1]), c_ids], dim=1)  # [n*G, C+1]: token_log_probs reads ids[:, 1:]
-    return token_log_probs(logits, ids, temperature), mask
+    logp = token_log_probs(logits, ids, temperature)
+    if not full:
+        return logp, mask
+    return logp, mask, torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
 
 
 def cache_keyword(model) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from planner_rl import distributed as dist
-from planner_rl.grpo import GRPOConfig, grpo_loss, micro_batch_weight
+from planner_rl.grpo import GRPOConfig, grpo_loss, kl_exact, micro_batch_weight
 from planner_rl.packing import MicroBatch, group_log_probs
 
 
@@ -30,8 +30,9 @@ class Policy:
     pad_id: int
     temperature: float  # log-probs of the sampling distribution (greedy sampling: of the policy)
 
-    def log_probs(self, model, mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor]:  # [b, C] x2 (and the mask)
-        return group_log_probs(model, mb.prompts, mb.completions, self.pad_id, self.temperature)
+    def log_probs(self, model, mb: MicroBatch, full: bool = False) -> tuple[torch.Tensor, ...]:
+        """(log-probs [b, C], mask [b, C]), and with full the whole vocabulary's log-probs [b, C, V]."""
+        return group_log_probs(model, mb.prompts, mb.completions, self.pad_id, self.temperature, full=full)
 
 
 def balance_micro_batches(
@@ -50,11 +51,14 @@ def balance_micro_batches(
 
 def old_and_reference_log_probs(policy: Policy, mbs: list[MicroBatch], grpo: GRPOConfig) -> tuple[list, list]:
     """Per micro-batch the log-probs [b, C] before the update (needed for mu > 1) and under the reference (beta >
-    0); None where unused."""
+    0; with grpo.kl_estimator exact, the whole vocabulary's, [b, C, V]); None where unused."""
     backend, none = policy.backend, [None] * len(mbs)
+    exact = grpo.kl_estimator == "exact"
     with torch.no_grad(), backend.autocast():
         olds = [policy.log_probs(backend.model, mb)[0] for mb in mbs] if grpo.mu > 1 else none
-        refs = [policy.log_probs(policy.reference, mb)[0] for mb in mbs] if policy.reference is not None else none
+        refs = none
+        if policy.reference is not None:
+            refs = [policy.log_probs(policy.reference, mb, full=exact)[2 if exact else 0] for mb in mbs]
     return olds, refs
 
 
@@ -71,12 +75,14 @@ def policy_update(
     """mu policy-gradient steps on the batch, micro-batches accumulated: (the batch's loss/ and train/ statistics
     over all ranks, seconds in optimizer steps)."""  # fmt: skip
     backend, stats, t_opt = policy.backend, {}, 0.0
+    exact = grpo.kl_estimator == "exact"
     for _ in range(grpo.mu if mbs else 0):
         stats = {}
         for mb, old, ref in zip(mbs, olds, refs, strict=True):
             with backend.autocast():
-                logp, mask = policy.log_probs(backend.model, mb)  # [b, C] x2
-            loss, s = grpo_loss(logp, old, ref, mb.advantages.to(logp.device), mask, grpo)
+                logp, mask, *full = policy.log_probs(backend.model, mb, full=exact)  # [b, C] x2 (+ [b, C, V])
+            kl = kl_exact(full[0], ref) if exact and ref is not None else None  # [b, C]
+            loss, s = grpo_loss(logp, old, None if exact else ref, mb.advantages.to(logp.device), mask, grpo, kl)
             w = micro_batch_weight(mask, batch_tokens, batch_rows, grpo.loss_agg) * mb.weight
             backend.backward(loss * w * world)  # ranks' gradients are averaged: x world sums them
             share = float(mask.sum()) / max(batch_tokens, 1) * mb.weight

@@ -16,6 +16,7 @@ from planner_rl.grpo import (
     completion_mask,
     group_advantages,
     grpo_loss,
+    kl_exact,
     kl_k3,
     token_log_probs,
     zero_variance_fraction,
@@ -165,6 +166,33 @@ def test_kl_k3_estimates_exact_kl():
     assert abs(float(k3.mean()) - 0.274887) < 0.005
 
 
+def test_kl_exact_by_hand_and_its_gradient():
+    # KL([0.5, 0.3, 0.2] || [0.2, 0.3, 0.5]) = 0.274887 (above); a second row with equal distributions: 0
+    p, q = torch.tensor([0.5, 0.3, 0.2]), torch.tensor([0.2, 0.3, 0.5])
+    logits = p.log()[None, None].repeat(1, 2, 1).requires_grad_(True)  # [1, 2, 3]
+    ref = torch.stack([q.log(), p.log()])[None]  # [1, 2, 3]
+    kl = kl_exact(logits.log_softmax(-1), ref)
+    torch.testing.assert_close(kl, torch.tensor([[0.274887, 0.0]]))
+    # d KL / d logit_v = p_v (log p_v - log q_v - KL): [0.5 (0.916291 - 0.274887), 0.3 (0 - 0.274887),
+    # 0.2 (-0.916291 - 0.274887)] = [0.320702, -0.082466, -0.238236]; the second row's gradient is 0
+    kl.sum().backward()
+    torch.testing.assert_close(logits.grad[0, 0], torch.tensor([0.320702, -0.082466, -0.238236]))
+    torch.testing.assert_close(logits.grad[0, 1], torch.zeros(3))
+    assert ref.grad is None  # the reference is a constant
+    with pytest.raises(ValueError, match="one shape"):
+        kl_exact(torch.zeros(1, 2, 3), torch.zeros(1, 2, 4))
+
+
+def test_kl_exact_sees_mass_no_sample_holds():
+    # The policy moved mass onto an action no sample wrote (index 2): k3 on the sampled tokens cannot tell, the
+    # exact KL can. Sampled tokens 0 and 1 keep their reference log-probs, so k3 = 0 on both.
+    ref = torch.tensor([0.6, 0.4, 0.0]).clamp(min=1e-9).log()
+    policy = torch.tensor([0.6, 0.4 - 0.1, 0.1]).log()
+    sampled = torch.tensor([0, 0])  # both samples wrote action 0
+    assert float(kl_k3(policy[sampled], ref[sampled]).sum()) == pytest.approx(0.0, abs=1e-7)
+    assert float(kl_exact(policy[None], ref[None])) > 1.0  # 0.1 ln(0.1 / 1e-9) + 0.3 ln 0.75 = 1.75
+
+
 # --- clipping ------------------------------------------------------------------------------------------------------
 RATIOS = [0.5, 1.1, 1.5]  # per row, with old_logp = 0 so logp = ln ratio
 
@@ -305,6 +333,20 @@ def test_grpo_loss_kl_term():
     assert loss.item() == 0.0 and stats["loss/kl"] == pytest.approx(0.25)
 
 
+def test_grpo_loss_exact_kl_term():
+    # kl_estimator exact: the per-token KL comes as given (kl_exact of the full log-probs); A = 0, token_mean over
+    # the 2 masked tokens of 3: (0.2 + 0.4) / 2 = 0.3, beta 0.5 -> 0.15; ref_logp is not read
+    logp = torch.zeros(1, 3, requires_grad=True)
+    kl = torch.tensor([[0.2, 0.4, 9.0]])
+    mask, a = torch.tensor([[1.0, 1.0, 0.0]]), torch.zeros(1)
+    loss, stats = grpo_loss(logp, None, None, a, mask, GRPOLossConfig(beta=0.5, kl_estimator="exact"), kl)
+    assert loss.item() == pytest.approx(0.15) and stats["loss/kl"] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="kl_tokens"):
+        grpo_loss(logp, None, None, a, mask, GRPOLossConfig(beta=0.5, kl_estimator="exact"))
+    with pytest.raises(ValueError, match="kl_tokens"):
+        grpo_loss(logp, None, None, a, mask, GRPOLossConfig(beta=0.5, kl_estimator="exact"), kl[:, :2])
+
+
 def test_grpo_loss_checks_inputs():
     logp, a, mask = torch.zeros(2, 3), torch.zeros(2), torch.ones(2, 3)
     with pytest.raises(ValueError, match="ref_logp"):
@@ -322,6 +364,7 @@ def test_grpo_loss_checks_inputs():
         ({"advantage_scale": "rank"}, "advantage_scale"),
         ({"loss_agg": "sum"}, "loss_agg"),
         ({"zero_variance": "skip"}, "zero_variance"),
+        ({"kl_estimator": "k1"}, "kl_estimator"),
         ({"eps_low": 1.0}, "eps_low"),
         ({"eps_low": -0.1}, "eps_low"),
         ({"eps_high": -0.1}, "eps_high"),

@@ -181,6 +181,47 @@ def test_packed_micro_batches_match_a_plain_forward_of_each_sequence():
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
 
 
+def test_exact_kl_through_the_update_matches_a_plain_full_vocabulary_kl():
+    """grpo.kl_estimator=exact as the loop runs it (the reference's whole-vocabulary log-probs from
+    `old_and_reference_log_probs`, then `policy_update`) gives the parameter gradient of beta * KL(policy ||
+    reference) summed over each completion token's whole vocabulary, computed on plain forwards (A = 0: only the
+    KL acts; token_mean)."""
+    model, _ = load_model_and_tokenizer(TINY_64)
+    gen = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(6, 800, (n,), generator=gen).tolist() for n in (7, 11)]
+    comps = [torch.randint(6, 800, (n,), generator=gen).tolist() for n in (2, 4, 3, 1)]  # G = 2
+    G, temp, beta = 2, 0.7, 0.3
+    reference = copy.deepcopy(model).requires_grad_(False)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    grpo = GRPOConfig(beta=beta, kl_estimator="exact")
+    backend = TorchTrainer(model, TorchTrainerConfig(precision="fp32"), total_steps=1)
+    policy = Policy(backend, reference, 0, temp)
+    mbs = [MicroBatch([p], comps[k * G : (k + 1) * G], torch.zeros(G)) for k, p in enumerate(prompts)]
+    olds, refs = update.old_and_reference_log_probs(policy, mbs, grpo)
+    assert [tuple(r.shape) for r in refs] == [(2, 4, model.config.vocab_size), (2, 3, model.config.vocab_size)]
+    captured, step, weights = [], backend.step, copy.deepcopy(model.state_dict())
+    backend.step = lambda: (captured.append([p.grad.clone() for p in model.parameters()]), step())[1]  # pre-clip
+    stats, _ = update.policy_update(policy, mbs, olds, refs, grpo, sum(map(len, comps)), len(comps), world=1)
+
+    model.load_state_dict(weights)  # undo the optimizer step
+    model.zero_grad()
+    total = 0.0
+    for r, c in enumerate(comps):
+        ids = torch.tensor([prompts[r // G] + c])
+        n = len(prompts[r // G])
+        lp = (model(input_ids=ids).logits[0, n - 1 : -1] / temp).log_softmax(-1)  # [|c|, V]
+        with torch.no_grad():
+            lq = (reference(input_ids=ids).logits[0, n - 1 : -1] / temp).log_softmax(-1)
+        kl = (lp.exp() * (lp - lq)).sum()  # summed over the completion's tokens
+        (beta * kl / sum(map(len, comps))).backward()
+        total += float(kl.detach())
+    assert stats["loss/kl"] == pytest.approx(total / sum(map(len, comps)), rel=1e-4)
+    for a, b in zip(captured[0], (p.grad for p in model.parameters()), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-7)
+
+
 # --- 2. GRPO learns, and does not when one piece is wrong -----------------------------------------------------------
 # The 8 states of cheese_sandwich layout 0, short prompts (~165 tokens); SFT stopped early enough that samples at the
 # GRPO temperature are right ~40% of the time (greedy: 5 of 8); then 60 GRPO steps of 8 prompts x 8 samples.
@@ -230,7 +271,8 @@ def break_one_piece(mutant: str, monkeypatch, warm_model) -> None:
         monkeypatch.setattr(update, "old_and_reference_log_probs", unscaled)
     elif mutant in ("logp_temperature_1", "mask_shifted", "mask_early", "mask_with_padding"):
 
-        def wrong(model, prompts, completions, pad_id, temperature):
+        def wrong(model, prompts, completions, pad_id, temperature, full=False):
+            assert not full  # the learning run has no reference
             t = 1.0 if mutant == "logp_temperature_1" else temperature  # samples at 0.5, log-probs at 1
             logp, mask = group_log_probs(model, prompts, completions, pad_id, t)  # [b, C] x2
             if mutant == "mask_shifted":  # one column late: the first answer token out, a padding one in
