@@ -100,10 +100,10 @@ def group_log_probs(
     # column t predicts c_ids[:, t] (the last column predicts past the completion and is not read)
     logits = torch.cat([first.repeat_interleave(G, dim=0), rest], dim=1)  # [n*G, C+1, V]
     ids = torch.cat([torch.zeros_like(c_ids[:, :1]), c_ids], dim=1)  # [n*G, C+1]: token_log_probs reads ids[:, 1:]
-    logp = token_log_probs(logits, ids, temperature)
     if not full:
-        return logp, mask
-    return logp, mask, torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
+        return token_log_probs(logits, ids, temperature), mask
+    vocab = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)  # [n*G, C, V], normalised once
+    return vocab.gather(-1, c_ids[..., None]).squeeze(-1), mask, vocab
 
 
 def cache_keyword(model) -> str:
