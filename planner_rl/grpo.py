@@ -132,10 +132,14 @@ class GRPOConfig(GRPOLossConfig):
     #   closed-loop states off the plan, on the same layouts, labelled by the expert replanned there (onpolicy.py)
     max_sft_p: float | None = None  # keep only the prompts whose labelled answer the SFT model writes with probability
     #   <= this at the sampling temperature (offline difficulty filtering); None: every prompt
+    refresh_states_every: int = 0  # states=policy: collect the policy's off-plan states again from the current model
+    #   every this many steps (and filter the pool by max_sft_p with it); 0: once, from the SFT model
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("steps", "prompts_per_step", "max_resample_rounds", "eval_every", "sample_every"):
+        counts = ("steps", "prompts_per_step", "max_resample_rounds", "eval_every", "sample_every")
+        keys = (*counts, "refresh_states_every")
+        for key in keys:
             if not (_is_int(getattr(self, key)) and getattr(self, key) >= (1 if key == "prompts_per_step" else 0)):
                 raise ValueError(f"grpo.{key} must be a non-negative integer (prompts_per_step >= 1)")
         if not (_is_int(self.group_size) and self.group_size >= 2):
@@ -144,6 +148,8 @@ class GRPOConfig(GRPOLossConfig):
             raise ValueError(f"grpo.mode must be one of {GRPO_MODES}, got {self.mode!r}")
         if self.states not in GRPO_STATES:
             raise ValueError(f"grpo.states must be one of {GRPO_STATES}, got {self.states!r}")
+        if self.refresh_states_every and (self.states != "policy" or self.mode != "single_turn"):
+            raise ValueError("grpo.refresh_states_every needs grpo.states=policy and grpo.mode=single_turn")
         if self.mode == "multi_turn" and self.zero_variance == "resample":
             raise ValueError("grpo.zero_variance=resample is single-turn only; multi_turn takes keep or drop")
         if self.max_sft_p is not None and not (_is_real(self.max_sft_p) and 0 < self.max_sft_p <= 1):

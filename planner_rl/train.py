@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -368,13 +369,18 @@ def grpo_stage(
     tokenizer,
     records: Records,
     evaluator: Evaluator,
+    refresh: Callable[[Any, int], list[dict]] | None = None,
 ) -> dict:
     """GRPO steps from `state` until grpo.steps or the token budget: sample -> score -> advantages -> update ->
-    sync -> log, evaluation and checkpoint on schedule. Returns the last evaluation's metrics ({} if none ran)."""
+    sync -> log, evaluation and checkpoint on schedule. Returns the last evaluation's metrics ({} if none ran).
+    `refresh(model, step)`: the single-turn prompt pool rebuilt from the current model (grpo.refresh_states_every)."""
     grpo, G, backend, last = job.grpo, job.grpo.group_size, policy.backend, state.last_eval
     bar = Progress("grpo", grpo.steps, initial=state.step, enabled=job.main)
     budget = grpo.max_generated_tokens or float("inf")
+    every, first = grpo.refresh_states_every, state.step
     while state.step < grpo.steps and state.generated < budget:
+        if refresh is not None and every and state.step > first and state.step % every == 0:  # the policy's new states
+            sampler.rows, sampler.encoded = refresh(backend.unwrapped, state.step), {}
         state.step += 1
         t0 = time.perf_counter()
         # --- sample groups, score them, advantages and micro-batches ----------------------------------------------
@@ -435,16 +441,29 @@ def grpo_stage(
     return last
 
 
-def policy_rows(job: Job, model, tokenizer, tasks: list[str], rows: list[dict]) -> list[dict]:
+def policy_rows(job: Job, model, tokenizer, tasks: list[str], rows: list[dict], step: int = 0) -> list[dict]:
     """grpo.states=policy: the states the SFT model reaches off the expert's plan, played greedily under the
     evaluation's protocol on GRPO's layouts, each labelled by the expert replanned there (planner_rl/onpolicy.py)."""
     t0 = time.perf_counter()
     seeds = list(dict.fromkeys(r["seed"] for r in rows))
     cfg = replace(job.eval, tasks=None, seeds=None, episodes=1, temperature=0.0, decoding="free", theory=False)
     extra = policy_examples(model, tokenizer, tasks, seeds, job.prompt, cfg, job.cfg.expert_cache, off_plan_only=True)
-    job.say(f"grpo.states=policy: {len(extra)} off-plan states of the SFT model on {len(seeds)} layouts "
+    who = f"policy at GRPO step {step}" if step else "SFT model"
+    job.say(f"grpo.states=policy: {len(extra)} off-plan states of the {who} on {len(seeds)} layouts "
             f"({time.perf_counter() - t0:.0f} s) beside {len(rows)} expert-plan prompts")  # fmt: skip
     return extra
+
+
+def grpo_pool(
+    job: Job, model, step: int, tokenizer, tasks: list[str], rows: list[dict], restricted: bool
+) -> list[dict]:
+    """The single-turn GRPO prompts: the expert plans' states `rows`, plus `model`'s own off-plan states
+    (grpo.states=policy; `step` the GRPO step it is at), filtered by its probability of their labels (max_sft_p)."""
+    if job.grpo.states == "policy":
+        rows = rows + policy_rows(job, model, tokenizer, tasks, rows, step)
+    if job.grpo.max_sft_p is not None:
+        rows = hard_rows(job, model, tokenizer, rows, restricted)
+    return rows
 
 
 def hard_rows(job: Job, model, tokenizer, rows: list[dict], restricted: bool) -> list[dict]:
@@ -514,11 +533,10 @@ def train(cfg: DictConfig) -> dict:
         seed_everything(cfg.seed + 1)  # the same whether SFT ran in this process or was loaded
         model, tokenizer = load_model_and_tokenizer(start_cfg)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids(tokenizer)[0]
-        if job.grpo.states == "policy" and job.grpo.mode == "single_turn":  # from the SFT model: the same on resume
-            train_rows = train_rows + policy_rows(job, model, tokenizer, tasks, train_rows)
         restricted = getattr(job.rollout, "decoding", "free") == "valid_actions"  # GRPO samples among valid actions
-        if job.grpo.max_sft_p is not None and job.grpo.mode == "single_turn":  # from the SFT model: same on resume
-            train_rows = hard_rows(job, model, tokenizer, train_rows, restricted)
+        expert_rows = train_rows
+        if job.grpo.mode == "single_turn":  # from the SFT model: the same on resume (unless refreshed, below)
+            train_rows = grpo_pool(job, model, 0, tokenizer, tasks, expert_rows, restricted)
         reference = copy.deepcopy(model).requires_grad_(False) if job.grpo.beta > 0 else None  # none at beta 0
         backend = get_class(job.trainer._target_)(model, job.trainer, job.grpo.steps * job.grpo.mu)
         if reference is not None:
@@ -528,6 +546,8 @@ def train(cfg: DictConfig) -> dict:
         if ckpt is not None:
             rollout.sync_weights(backend.unwrapped)
             job.say(f"resumed from {ckpt} (step {state.step})")
+            if job.grpo.refresh_states_every and state.step >= job.grpo.refresh_states_every:  # from the resumed model
+                train_rows = grpo_pool(job, backend.unwrapped, state.step, tokenizer, tasks, expert_rows, restricted)
         sampling, G = job.rollout.sampling, job.grpo.group_size
         if job.grpo.mode == "single_turn":
             fmt = job.prompt.output_format
@@ -538,7 +558,9 @@ def train(cfg: DictConfig) -> dict:
                                      restricted)  # fmt: skip
         policy = Policy(backend, reference, pad_id, sampling.temperature or 1.0)
         # --- GRPO steps ---------------------------------------------------------------------------------------------
-        last = grpo_stage(job, state, sampler, policy, rollout, tokenizer, records, evaluator)
+        refresh = functools.partial(grpo_pool, job, tokenizer=tokenizer, tasks=tasks, rows=expert_rows,
+                                    restricted=restricted)  # fmt: skip
+        last = grpo_stage(job, state, sampler, policy, rollout, tokenizer, records, evaluator, refresh)
         if not job.main:
             return {}
         if not last:  # resumed after the last step's checkpoint, or steps=0

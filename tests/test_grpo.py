@@ -389,6 +389,14 @@ def test_max_sft_p_must_be_a_probability(value):
     assert GRPOConfig(max_sft_p=1).max_sft_p == 1 and GRPOConfig().max_sft_p is None
 
 
+def test_refresh_states_every_needs_the_policys_single_turn_states():
+    with pytest.raises(ValueError, match=r"grpo\.refresh_states_every needs grpo\.states=policy"):
+        GRPOConfig(refresh_states_every=25)
+    with pytest.raises(ValueError, match=r"grpo\.refresh_states_every"):
+        GRPOConfig(refresh_states_every=-1, states="policy")
+    assert GRPOConfig(refresh_states_every=25, states="policy").refresh_states_every == 25
+
+
 def test_docstring_lists_every_key_with_its_default():
     # Principle 4: each way the objective can differ is a config key, documented with its default.
     for field in dataclasses.fields(GRPOLossConfig):

@@ -225,7 +225,8 @@ def test_smoke_run_of_the_main_job(tmp_path):
         ("grpo.mu=2", "grpo.beta=0.1", "grpo.kl_estimator=exact", "grpo.zero_variance=resample",
          "grpo.loss_agg=seq_mean_token_mean", "grpo.max_sft_p=0.5"),
         ("grpo.zero_variance=drop", "grpo.loss_agg=constant", "grpo.max_completion_tokens=16",
-         "grpo.advantage_scale=none", "reward=optimal_set", "grpo.states=policy", "prompt.move_contents=true"),
+         "grpo.advantage_scale=none", "reward=optimal_set", "grpo.states=policy", "prompt.move_contents=true",
+         "grpo.refresh_states_every=1"),
         ("rollout.decoding=valid_actions", "eval.also_valid_actions=true", "sft.decoding=valid_actions"),
     ],
 )  # fmt: skip
@@ -253,6 +254,7 @@ def test_objective_variants_run_end_to_end(tmp_path, variant):
     else:
         assert all(r["rollout/groups"] <= 2 for r in rows)
         assert "grpo.states=policy: " in out and "off-plan states of the SFT model on 16 layouts" in out
+        assert "off-plan states of the policy at GRPO step 1 on 16 layouts" in out  # refreshed before step 2
 
 
 def test_a_broken_checkpoint_write_is_never_resumed(tmp_path):
