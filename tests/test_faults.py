@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -382,6 +383,22 @@ def test_sigkill_at_any_point_then_resume_matches_an_uninterrupted_run(tmp_path,
     assert a["steps"] == b["steps"] == 6
     init = load_file(whole / "sft_model" / "model.safetensors")
     assert any(not torch.equal(init[k], v) for k, v in weights(whole, 6).items()), "GRPO changed the weights"
+
+
+def test_a_resume_between_refreshes_of_the_policys_states_matches_an_uninterrupted_run(tmp_path):
+    """grpo.refresh_states_every=2: killed after step 3, resumed from step 2's checkpoint, the pool is rebuilt from
+    the step-2 weights, as the unbroken run rebuilt it before step 3, and refreshed once more after step 4."""
+    refresh = (*SMOKE, "grpo.states=policy", "grpo.refresh_states_every=2", "grpo.max_sft_p=0.99")
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    out = run(train_cmd(whole, *refresh)).stdout
+    assert [int(n) for n in re.findall(r"off-plan states of the policy at GRPO step (\d+)", out)] == [2, 4]
+    cmd = [sys.executable, str(ROOT / "tests" / "kill_at.py"), "grpo", f"hydra.run.dir={killed}", *refresh]
+    assert run(cmd, ok=False).returncode == -9
+    out = run(train_cmd(killed, *refresh)).stdout
+    assert "resumed from" in out
+    assert [int(n) for n in re.findall(r"off-plan states of the policy at GRPO step (\d+)", out)] == [2, 4]
+    assert_same_weights(weights(whole, 6), weights(killed, 6))
+    assert records(whole) == records(killed)
 
 
 @pytest.mark.slow
