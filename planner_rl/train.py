@@ -462,19 +462,21 @@ def grpo_pool(
     if job.grpo.states == "policy":
         rows = rows + policy_rows(job, model, tokenizer, tasks, rows, step)
     if job.grpo.max_sft_p is not None:
-        rows = hard_rows(job, model, tokenizer, rows, restricted)
+        rows = hard_rows(job, model, tokenizer, rows, restricted, step)
     return rows
 
 
-def hard_rows(job: Job, model, tokenizer, rows: list[dict], restricted: bool) -> list[dict]:
-    """grpo.max_sft_p: the prompts whose labelled answer the SFT model writes with probability <= max_sft_p at the
-    sampling temperature (teacher-forced; among the valid actions when the rollout is restricted to them). The rest
-    would mostly give groups with one reward for all, so no gradient, and crowd out the states still to learn."""
+def hard_rows(job: Job, model, tokenizer, rows: list[dict], restricted: bool, step: int = 0) -> list[dict]:
+    """grpo.max_sft_p: the prompts whose labelled answer `model` (the SFT model; the policy at GRPO `step` on a
+    refresh) writes with probability <= max_sft_p at the sampling temperature (teacher-forced; among the valid
+    actions when the rollout is restricted to them). The rest would mostly give groups with one reward for all, so
+    no gradient, and crowd out the states still to learn."""
     t0, decoding = time.perf_counter(), "valid_actions" if restricted else "free"
     fmt, temperature = job.prompt.output_format, job.rollout.sampling.temperature
     scored = label_log_probs(model, tokenizer, rows, fmt, temperature, decoding=decoding)
     keep = [r for r, (lp, _) in zip(rows, scored, strict=True) if math.exp(lp) <= job.grpo.max_sft_p]
-    job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: {len(keep)} of {len(rows)} prompts kept, the SFT model's "
+    who = f"policy's at GRPO step {step}" if step else "SFT model's"
+    job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: {len(keep)} of {len(rows)} prompts kept, the {who} "
             f"probability of the label at most that ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
     if not keep:
         raise ConfigError(f"grpo.max_sft_p={job.grpo.max_sft_p} keeps none of the {len(rows)} GRPO prompts: raise it")
