@@ -475,9 +475,9 @@ def hard_rows(job: Job, model, tokenizer, rows: list[dict], restricted: bool, st
     fmt, temperature = job.prompt.output_format, job.rollout.sampling.temperature
     scored = label_log_probs(model, tokenizer, rows, fmt, temperature, decoding=decoding)
     keep = [r for r, (lp, _) in zip(rows, scored, strict=True) if math.exp(lp) <= job.grpo.max_sft_p]
-    who = f"policy's at GRPO step {step}" if step else "SFT model's"
-    job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: {len(keep)} of {len(rows)} prompts kept, the {who} "
-            f"probability of the label at most that ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    who = f"policy at GRPO step {step}" if step else "SFT model"
+    job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: {len(keep)} of {len(rows)} prompts kept, the label's "
+            f"probability under the {who} at most that ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
     if not keep:
         raise ConfigError(f"grpo.max_sft_p={job.grpo.max_sft_p} keeps none of the {len(rows)} GRPO prompts: raise it")
     return keep
