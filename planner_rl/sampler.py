@@ -76,6 +76,10 @@ class SingleTurnSampler:
     def __len__(self) -> int:  # items in one epoch of the data order
         return len(self.rows)
 
+    def set_rows(self, rows: Sequence[Mapping]) -> None:
+        """A new prompt pool (grpo.refresh_states_every); the data order goes on from the same position over it."""
+        self.rows, self.encoded = rows, {}
+
     def prompt(self, i: int) -> list[int]:
         if i not in self.encoded:
             self.encoded[i] = encode_prompt(self.tokenizer, self.rows[i]["prompt"])

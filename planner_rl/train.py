@@ -380,7 +380,7 @@ def grpo_stage(
     every, first = grpo.refresh_states_every, state.step
     while state.step < grpo.steps and state.generated < budget:
         if refresh is not None and every and state.step > first and state.step % every == 0:  # the policy's new states
-            sampler.rows, sampler.encoded = refresh(backend.unwrapped, state.step), {}
+            sampler.set_rows(refresh(backend.unwrapped, state.step))
         state.step += 1
         t0 = time.perf_counter()
         # --- sample groups, score them, advantages and micro-batches ----------------------------------------------
@@ -442,8 +442,9 @@ def grpo_stage(
 
 
 def policy_rows(job: Job, model, tokenizer, tasks: list[str], rows: list[dict], step: int = 0) -> list[dict]:
-    """grpo.states=policy: the states the SFT model reaches off the expert's plan, played greedily under the
-    evaluation's protocol on GRPO's layouts, each labelled by the expert replanned there (planner_rl/onpolicy.py)."""
+    """grpo.states=policy: the states `model` (the SFT model; the policy at GRPO `step` on a refresh) reaches off the
+    expert's plan, played greedily under the evaluation's protocol on GRPO's layouts, each labelled by the expert
+    replanned there (planner_rl/onpolicy.py)."""
     t0 = time.perf_counter()
     seeds = list(dict.fromkeys(r["seed"] for r in rows))
     cfg = replace(job.eval, tasks=None, seeds=None, episodes=1, temperature=0.0, decoding="free", theory=False)
