@@ -373,13 +373,14 @@ def grpo_stage(
 ) -> dict:
     """GRPO steps from `state` until grpo.steps or the token budget: sample -> score -> advantages -> update ->
     sync -> log, evaluation and checkpoint on schedule. Returns the last evaluation's metrics ({} if none ran).
-    `refresh(model, step)`: the single-turn prompt pool rebuilt from the current model (grpo.refresh_states_every)."""
+    `refresh(model, step)`: the single-turn prompt pool rebuilt from the current model every
+    grpo.refresh_states_every steps (None: never)."""
     grpo, G, backend, last = job.grpo, job.grpo.group_size, policy.backend, state.last_eval
     bar = Progress("grpo", grpo.steps, initial=state.step, enabled=job.main)
     budget = grpo.max_generated_tokens or float("inf")
     every, first = grpo.refresh_states_every, state.step
     while state.step < grpo.steps and state.generated < budget:
-        if refresh is not None and every and state.step > first and state.step % every == 0:  # the policy's new states
+        if refresh is not None and state.step > first and state.step % every == 0:  # the policy's new states
             sampler.set_rows(refresh(backend.unwrapped, state.step))
         state.step += 1
         t0 = time.perf_counter()
@@ -441,15 +442,14 @@ def grpo_stage(
     return last
 
 
-def policy_rows(job: Job, model, tokenizer, tasks: list[str], rows: list[dict], step: int = 0) -> list[dict]:
-    """grpo.states=policy: the states `model` (the SFT model; the policy at GRPO `step` on a refresh) reaches off the
+def policy_rows(job: Job, model, tokenizer, tasks: list[str], rows: list[dict], who: str) -> list[dict]:
+    """grpo.states=policy: the states `model` (`who`: the SFT model, or the policy at a GRPO step) reaches off the
     expert's plan, played greedily under the evaluation's protocol on GRPO's layouts, each labelled by the expert
     replanned there (planner_rl/onpolicy.py)."""
     t0 = time.perf_counter()
     seeds = list(dict.fromkeys(r["seed"] for r in rows))
     cfg = replace(job.eval, tasks=None, seeds=None, episodes=1, temperature=0.0, decoding="free", theory=False)
     extra = policy_examples(model, tokenizer, tasks, seeds, job.prompt, cfg, job.cfg.expert_cache, off_plan_only=True)
-    who = f"policy at GRPO step {step}" if step else "SFT model"
     job.say(f"grpo.states=policy: {len(extra)} off-plan states of the {who} on {len(seeds)} layouts "
             f"({time.perf_counter() - t0:.0f} s) beside {len(rows)} expert-plan prompts")  # fmt: skip
     return extra
@@ -460,23 +460,23 @@ def grpo_pool(
 ) -> list[dict]:
     """The single-turn GRPO prompts: the expert plans' states `rows`, plus `model`'s own off-plan states
     (grpo.states=policy; `step` the GRPO step it is at), filtered by its probability of their labels (max_sft_p)."""
+    who = f"policy at GRPO step {step}" if step else "SFT model"
     if job.grpo.states == "policy":
-        rows = rows + policy_rows(job, model, tokenizer, tasks, rows, step)
+        rows = rows + policy_rows(job, model, tokenizer, tasks, rows, who)
     if job.grpo.max_sft_p is not None:
-        rows = hard_rows(job, model, tokenizer, rows, restricted, step)
+        rows = hard_rows(job, model, tokenizer, rows, restricted, who)
     return rows
 
 
-def hard_rows(job: Job, model, tokenizer, rows: list[dict], restricted: bool, step: int = 0) -> list[dict]:
-    """grpo.max_sft_p: the prompts whose labelled answer `model` (the SFT model; the policy at GRPO `step` on a
-    refresh) writes with probability <= max_sft_p at the sampling temperature (teacher-forced; among the valid
+def hard_rows(job: Job, model, tokenizer, rows: list[dict], restricted: bool, who: str) -> list[dict]:
+    """grpo.max_sft_p: the prompts whose labelled answer `model` (`who`: the SFT model, or the policy at a GRPO
+    step) writes with probability <= max_sft_p at the sampling temperature (teacher-forced; among the valid
     actions when the rollout is restricted to them). The rest would mostly give groups with one reward for all, so
     no gradient, and crowd out the states still to learn."""
     t0, decoding = time.perf_counter(), "valid_actions" if restricted else "free"
     fmt, temperature = job.prompt.output_format, job.rollout.sampling.temperature
     scored = label_log_probs(model, tokenizer, rows, fmt, temperature, decoding=decoding)
     keep = [r for r, (lp, _) in zip(rows, scored, strict=True) if math.exp(lp) <= job.grpo.max_sft_p]
-    who = f"policy at GRPO step {step}" if step else "SFT model"
     job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: {len(keep)} of {len(rows)} prompts kept, the label's "
             f"probability under the {who} at most that ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
     if not keep:
@@ -562,7 +562,7 @@ def train(cfg: DictConfig) -> dict:
         policy = Policy(backend, reference, pad_id, sampling.temperature or 1.0)
         # --- GRPO steps ---------------------------------------------------------------------------------------------
         refresh = functools.partial(grpo_pool, job, tokenizer=tokenizer, tasks=tasks, rows=expert_rows,
-                                    restricted=restricted)  # fmt: skip
+                                    restricted=restricted) if job.grpo.refresh_states_every else None  # fmt: skip
         last = grpo_stage(job, state, sampler, policy, rollout, tokenizer, records, evaluator, refresh)
         if not job.main:
             return {}
