@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import sys
 import time
 from collections import defaultdict
@@ -189,17 +190,30 @@ def trajectory_examples(
 
 def feedback_example(example: dict, plan: list[str], world: World, state, prompt: PromptConfig) -> list[dict]:
     """The same state as the closed loop shows it after a refused answer: Robotouille's `Feedback:` section quoting
-    an invalid action (one of the plan's other actions, invalid here), the expert's action still the target. The
-    expert never errs, so without these no training prompt has that section. [] when every plan action is valid."""
-    valid = example["valid_actions"]
+    an invalid action, the expert's action still the target. The quoted action is one of the plan's other actions,
+    invalid here, or with probability `prompt.feedback_self_moves` a move to the robot's own station (`self_moves`).
+    The expert never errs, so without these no training prompt has that section. [] when there is nothing to quote."""
+    valid, key = example["valid_actions"], f"{example['task']}-{example['seed']}-{example['step']}"
     wrong = [a for a in dict.fromkeys(plan) if a not in valid]
+    own = self_moves(valid) if prompt.feedback_self_moves else []
+    if own and random.Random(f"{key}-s").random() < prompt.feedback_self_moves:
+        wrong = own
     if not wrong:
         return []
-    answer = format_target(random.Random(f"{example['task']}-{example['seed']}-{example['step']}-w").choice(wrong),
-                           prompt.output_format)  # fmt: skip
+    answer = format_target(random.Random(f"{key}-w").choice(wrong), prompt.output_format)
     feedback = refusal(answer, parse_completion(answer, prompt.output_format, valid))
     messages = build_messages(world, state, example["history"], prompt, feedback)
     return [example | {"prompt": messages}]
+
+
+SELF_MOVE = re.compile(r"Move (\S+) from (\S+) to \S+")
+
+
+def self_moves(valid: list[str]) -> list[str]:
+    """Robotouille's moves of each robot to the station it stands at (`Move robot1 from table1 to table1`): never
+    valid, and the answer a history-free closed loop most often has refused (docs/scaling.md). [] in other domains."""
+    found = (SELF_MOVE.fullmatch(a) for a in valid)
+    return list(dict.fromkeys(f"Move {m[1]} from {m[2]} to {m[2]}" for m in found if m))
 
 
 def detour_example(example: dict, world: World, state, valid: list, prompt: PromptConfig) -> list[dict]:

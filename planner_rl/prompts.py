@@ -54,6 +54,7 @@ class PromptConfig:
     system: str = "full"  # "full": domain, action syntax and format | "brief": the format line only
     observation: str = "robotouille"  # "robotouille": its text word for word | "compact": one line per station
     feedback_examples: float = 0.0  # [0, 1]: share of training states also given after a refused answer (data.py)
+    feedback_self_moves: float = 0.0  # [0, 1]: share of those whose refused answer is a move to the robot's own station
     detours: float = 0.0  # [0, 1]: share of training states also left by one off-plan action, the expert replanned
     move_contents: bool = False  # each listed move shows what its destination holds: `... to table3 (patty1 cooked)`
 
@@ -65,6 +66,8 @@ class PromptConfig:
             raise ValueError(f"prompt.observation must be one of {', '.join(OBSERVATIONS)}, got {self.observation!r}")
         if not 0.0 <= self.feedback_examples <= 1.0:
             raise ValueError(f"prompt.feedback_examples must be in [0, 1], got {self.feedback_examples!r}")
+        if not 0.0 <= self.feedback_self_moves <= 1.0:
+            raise ValueError(f"prompt.feedback_self_moves must be in [0, 1], got {self.feedback_self_moves!r}")
         if not 0.0 <= self.detours <= 1.0:
             raise ValueError(f"prompt.detours must be in [0, 1], got {self.detours!r}")
         if not isinstance(self.history, int) or self.history < -1:

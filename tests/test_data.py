@@ -1,6 +1,7 @@
 """The single-turn dataset: one example per expert-plan state, labels consistent with the expert and the parser,
 disjoint splits, zero ambiguity with the default prompt, a working expert cache and label noise."""
 
+import re
 import subprocess
 import sys
 
@@ -8,7 +9,15 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from planner_rl import data as data_mod
-from planner_rl.data import ambiguity, build_dataset, check_disjoint, expert_trajectory, seed_list, task_list
+from planner_rl.data import (
+    ambiguity,
+    build_dataset,
+    check_disjoint,
+    expert_trajectory,
+    seed_list,
+    self_moves,
+    task_list,
+)
 from planner_rl.env.families import make_world, solve
 from planner_rl.env.tasks import EVAL_SEEDS
 from planner_rl.parsing import parse_completion
@@ -215,3 +224,32 @@ def test_feedback_examples_repeat_a_share_of_states_after_a_refused_answer():
     assert build_dataset(_cfg(*args, "prompt.feedback_examples=0.5"))[0]["train"]["prompt"] == mixed["prompt"]
     with pytest.raises(ValueError, match=r"prompt\.feedback_examples must be in"):
         PromptConfig(feedback_examples=1.5)
+
+
+def test_feedback_self_moves_quote_a_move_to_the_robots_own_station():
+    args = ("env.tasks=[cheeseburger]", "env.train_seeds=0-3", "env.test_seeds=[9]", "prompt.history=0",
+            "prompt.feedback_examples=0.5")  # fmt: skip
+    plan_only = build_dataset(_cfg(*args))[0]["train"]
+    assert build_dataset(_cfg(*args, "prompt.feedback_self_moves=0"))[0]["train"]["prompt"] == plan_only["prompt"]
+    mixed = build_dataset(_cfg(*args, "prompt.feedback_self_moves=0.5"))[0]["train"]
+    by_state = {(ex["seed"], ex["step"]): ex for ex in mixed if "Feedback: " not in ex["prompt"][1]["content"]}
+    shown = [ex for ex in mixed if "Feedback: " in ex["prompt"][1]["content"]]
+    assert (
+        len(by_state)
+        == len(mixed) - len(shown)
+        == sum("Feedback: " not in ex["prompt"][1]["content"] for ex in plan_only)
+    )
+    quoted = [ex["prompt"][1]["content"].split("Feedback: The action '")[1].split("'")[0] for ex in shown]
+    own = [q for q in quoted if (m := re.fullmatch(r"Move (\S+) from (\S+) to (\S+)", q)) and m[2] == m[3]]
+    assert 0.2 * len(quoted) < len(own) < 0.8 * len(quoted)  # about half; the rest quote the plan's other actions
+    for ex, q in zip(shown, quoted, strict=True):  # the same state and target; only the refused answer is new
+        twin = by_state[(ex["seed"], ex["step"])]
+        assert q not in ex["valid_actions"] and ex["target"] == twin["target"]
+        assert ex["prompt"][1]["content"].startswith(twin["prompt"][1]["content"].rsplit("\n\n", 1)[0])
+    assert self_moves(["Move robot1 from table1 to sink2", "Move robot1 from table1 to stove1", "Do nothing"]) == [
+        "Move robot1 from table1 to table1"
+    ]
+    assert self_moves(["(pick-up a)", "(stack a b)"]) == []  # other domains: nothing to quote
+    assert build_dataset(_cfg(*args, "prompt.feedback_self_moves=0.5"))[0]["train"]["prompt"] == mixed["prompt"]
+    with pytest.raises(ValueError, match=r"prompt\.feedback_self_moves must be in"):
+        PromptConfig(feedback_self_moves=-0.5)
