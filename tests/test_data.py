@@ -14,6 +14,7 @@ from planner_rl.data import (
     build_dataset,
     check_disjoint,
     expert_trajectory,
+    is_feedback_example,
     seed_list,
     self_moves,
     task_list,
@@ -232,13 +233,9 @@ def test_feedback_self_moves_quote_a_move_to_the_robots_own_station():
     plan_only = build_dataset(_cfg(*args))[0]["train"]
     assert build_dataset(_cfg(*args, "prompt.feedback_self_moves=0"))[0]["train"]["prompt"] == plan_only["prompt"]
     mixed = build_dataset(_cfg(*args, "prompt.feedback_self_moves=0.5"))[0]["train"]
-    by_state = {(ex["seed"], ex["step"]): ex for ex in mixed if "Feedback: " not in ex["prompt"][1]["content"]}
-    shown = [ex for ex in mixed if "Feedback: " in ex["prompt"][1]["content"]]
-    assert (
-        len(by_state)
-        == len(mixed) - len(shown)
-        == sum("Feedback: " not in ex["prompt"][1]["content"] for ex in plan_only)
-    )
+    by_state = {(ex["seed"], ex["step"]): ex for ex in mixed if not is_feedback_example(ex)}
+    shown = [ex for ex in mixed if is_feedback_example(ex)]
+    assert len(by_state) == len(mixed) - len(shown) == sum(not is_feedback_example(ex) for ex in plan_only)
     quoted = [ex["prompt"][1]["content"].split("Feedback: The action '")[1].split("'")[0] for ex in shown]
     own = [q for q in quoted if (m := re.fullmatch(r"Move (\S+) from (\S+) to (\S+)", q)) and m[2] == m[3]]
     assert 0.2 * len(quoted) < len(own) < 0.8 * len(quoted)  # about half; the rest quote the plan's other actions
