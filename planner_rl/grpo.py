@@ -134,6 +134,8 @@ class GRPOConfig(GRPOLossConfig):
     #   <= this at the sampling temperature (offline difficulty filtering); None: every prompt
     refresh_states_every: int = 0  # states=policy: collect the policy's off-plan states again from the current model
     #   every this many steps (and filter the pool by max_sft_p with it); 0: once, from the SFT model
+    sft_coef: float = 0.0  # weight of the SFT loss on a batch of the SFT examples (sft.batch_size of them, the SFT
+    #   objective with sft.prompt_loss) added to every update: an anchor to what SFT taught (PPO-ptx); 0: off
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -154,6 +156,8 @@ class GRPOConfig(GRPOLossConfig):
             raise ValueError("grpo.zero_variance=resample is single-turn only; multi_turn takes keep or drop")
         if self.max_sft_p is not None and not (_is_real(self.max_sft_p) and 0 < self.max_sft_p <= 1):
             raise ValueError(f"grpo.max_sft_p must be a number in (0, 1] or None, got {self.max_sft_p!r}")
+        if not (_is_real(self.sft_coef) and self.sft_coef >= 0):
+            raise ValueError(f"grpo.sft_coef must be a number >= 0, got {self.sft_coef!r}")
         budget = self.max_generated_tokens
         if budget is not None and not (_is_int(budget) and budget > 0):
             raise ValueError(f"grpo.max_generated_tokens must be an integer > 0 or None, got {budget!r}")

@@ -90,7 +90,7 @@ from planner_rl.sampler import (
     episode_figures,
     group_figures,
 )
-from planner_rl.sft import SFTConfig, single_step_accuracy, train_sft
+from planner_rl.sft import SFTConfig, answer_loss, collate, encode_example, single_step_accuracy, train_sft
 from planner_rl.sweep import job_name, run_job
 from planner_rl.update import Policy, balance_micro_batches, old_and_reference_log_probs, policy_update
 
@@ -370,11 +370,13 @@ def grpo_stage(
     records: Records,
     evaluator: Evaluator,
     refresh: Callable[[Any, int], list[dict]] | None = None,
+    anchor: Callable[[torch.nn.Module, int], torch.Tensor] | None = None,
 ) -> dict:
     """GRPO steps from `state` until grpo.steps or the token budget: sample -> score -> advantages -> update ->
     sync -> log, evaluation and checkpoint on schedule. Returns the last evaluation's metrics ({} if none ran).
     `refresh(model, step)`: the single-turn prompt pool rebuilt from the current model every
-    grpo.refresh_states_every steps (None: never)."""
+    grpo.refresh_states_every steps (None: never). `anchor(model, step)`: the SFT loss added to each update
+    (grpo.sft_coef; None: off)."""
     grpo, G, backend, last = job.grpo, job.grpo.group_size, policy.backend, state.last_eval
     bar = Progress("grpo", grpo.steps, initial=state.step, enabled=job.main)
     budget = grpo.max_generated_tokens or float("inf")
@@ -402,7 +404,8 @@ def grpo_stage(
         t1 = time.perf_counter()
         olds, refs = old_and_reference_log_probs(policy, mbs, grpo)
         t2 = time.perf_counter()
-        stats, t_opt = policy_update(policy, mbs, olds, refs, grpo, batch_tokens, batch_rows, job.world)
+        step_anchor = functools.partial(anchor, step=state.step) if anchor is not None else None
+        stats, t_opt = policy_update(policy, mbs, olds, refs, grpo, batch_tokens, batch_rows, job.world, step_anchor)
         t_update = time.perf_counter() - t2
         # --- sync weights to the rollout engine --------------------------------------------------------------------
         t3 = time.perf_counter()
@@ -440,6 +443,23 @@ def grpo_stage(
                 dist.check_same_weights(backend.unwrapped, state.step)
     bar.close()
     return last
+
+
+def sft_anchor(job: Job, rows, tokenizer, pad_id: int) -> Callable[[torch.nn.Module, int], torch.Tensor] | None:
+    """grpo.sft_coef > 0: anchor(model, step), the SFT objective (sft.prompt_loss included) on sft.batch_size of the
+    SFT examples `rows`, drawn for (seed, rank, step) so that a resumed run draws the same; None otherwise."""
+    if not job.grpo.sft_coef:
+        return None
+
+    def loss(model: torch.nn.Module, step: int) -> torch.Tensor:
+        rng = random.Random(f"sft_anchor/{job.cfg.seed}/{job.rank}/{step}")
+        picked = [rows[i] for i in rng.sample(range(len(rows)), min(job.sft.batch_size, len(rows)))]
+        device = next(model.parameters()).device
+        batch = collate([encode_example(tokenizer, r["prompt"], r["target"]) for r in picked], pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        return answer_loss(model, batch, job.sft.prompt_loss)
+
+    return loss
 
 
 def policy_rows(job: Job, model, tokenizer, tasks: list[str], rows: list[dict], who: str) -> list[dict]:
@@ -563,7 +583,8 @@ def train(cfg: DictConfig) -> dict:
         # --- GRPO steps ---------------------------------------------------------------------------------------------
         refresh = functools.partial(grpo_pool, job, tokenizer=tokenizer, tasks=tasks, rows=expert_rows,
                                     restricted=restricted) if job.grpo.refresh_states_every else None  # fmt: skip
-        last = grpo_stage(job, state, sampler, policy, rollout, tokenizer, records, evaluator, refresh)
+        anchor = sft_anchor(job, data["train"], tokenizer, pad_id)
+        last = grpo_stage(job, state, sampler, policy, rollout, tokenizer, records, evaluator, refresh, anchor)
         if not job.main:
             return {}
         if not last:  # resumed after the last step's checkpoint, or steps=0

@@ -10,6 +10,7 @@ to the whole batch's.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,9 +72,11 @@ def policy_update(
     batch_tokens: float,
     batch_rows: float,
     world: int,
+    anchor: Callable[[torch.nn.Module], torch.Tensor] | None = None,
 ) -> tuple[dict[str, float], float]:
     """mu policy-gradient steps on the batch, micro-batches accumulated: (the batch's loss/ and train/ statistics
-    over all ranks, seconds in optimizer steps)."""  # fmt: skip
+    over all ranks, seconds in optimizer steps). `anchor(model)`: a loss added with weight grpo.sft_coef to each
+    step's gradient (the SFT loss on a batch of SFT examples; ranks' anchors are averaged)."""  # fmt: skip
     backend, stats, t_opt = policy.backend, {}, 0.0
     exact = grpo.kl_estimator == "exact"
     for _ in range(grpo.mu if mbs else 0):
@@ -89,6 +92,11 @@ def policy_update(
             for k, v in s.items():
                 weight = w if k in ("loss/policy", "loss/kl", "loss/total") else share
                 stats[k] = max(stats.get(k, v), v) if k == "loss/ratio_max" else stats.get(k, 0.0) + weight * v
+        if anchor is not None and grpo.sft_coef > 0:
+            with backend.autocast():
+                sft_loss = anchor(backend.model)
+            backend.backward(sft_loss * grpo.sft_coef)  # averaged over ranks, as each rank's batch is a sample
+            stats["loss/sft_anchor"] = float(sft_loss.detach()) / world  # summed over ranks below: their mean
         t = time.perf_counter()
         stats |= backend.step()
         t_opt += time.perf_counter() - t

@@ -389,6 +389,13 @@ def test_max_sft_p_must_be_a_probability(value):
     assert GRPOConfig(max_sft_p=1).max_sft_p == 1 and GRPOConfig().max_sft_p is None
 
 
+@pytest.mark.parametrize("value", [-0.1, float("nan"), "1", True, None])
+def test_sft_coef_must_be_a_non_negative_number(value):
+    with pytest.raises(ValueError, match=r"grpo\.sft_coef"):
+        GRPOConfig(sft_coef=value)
+    assert GRPOConfig(sft_coef=2).sft_coef == 2 and GRPOConfig().sft_coef == 0
+
+
 def test_refresh_states_every_needs_the_policys_single_turn_states():
     with pytest.raises(ValueError, match=r"grpo\.refresh_states_every needs grpo\.states=policy"):
         GRPOConfig(refresh_states_every=25)

@@ -20,8 +20,10 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -220,6 +222,40 @@ def test_exact_kl_through_the_update_matches_a_plain_full_vocabulary_kl():
     assert stats["loss/kl"] == pytest.approx(total / sum(map(len, comps)), rel=1e-4)
     for a, b in zip(captured[0], (p.grad for p in model.parameters()), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-7)
+
+
+def test_sft_anchor_adds_sft_coef_times_the_sft_gradient_to_the_update():
+    """grpo.sft_coef as the loop runs it (`train.sft_anchor`, then `policy_update`): with zero advantages and no KL
+    the update's gradient is sft_coef times the SFT objective's (the prompt loss included) on the batch drawn for
+    that step; the draw depends on (seed, rank, step), not on how often it is called; off at sft_coef 0."""
+    model, tokenizer = load_model_and_tokenizer(TINY_64)
+    prompt = PromptConfig(system="brief", observation="compact", history=0)
+    rows = build_examples(["cheese_sandwich"], [0, 1], prompt, {})
+    coef, sft = 0.5, SFTConfig(batch_size=3, prompt_loss=0.5)
+    job = SimpleNamespace(grpo=GRPOConfig(sft_coef=coef), sft=sft, cfg=SimpleNamespace(seed=0), rank=0)
+    anchor = train_module.sft_anchor(job, rows, tokenizer, 0)
+    assert train_module.sft_anchor(SimpleNamespace(**(vars(job) | {"grpo": GRPOConfig()})), rows, tokenizer, 0) is None
+    with torch.no_grad():
+        assert float(anchor(model, step=7)) == float(anchor(model, step=7)) != float(anchor(model, step=8))
+    gen = torch.Generator().manual_seed(3)
+    comps = [torch.randint(6, 800, (n,), generator=gen).tolist() for n in (3, 2)]
+    mbs = [MicroBatch([torch.randint(6, 800, (9,), generator=gen).tolist()], comps, torch.zeros(2))]
+    backend = TorchTrainer(model, TorchTrainerConfig(precision="fp32"), total_steps=1)
+    policy, grpo = Policy(backend, None, 0, 1.0), GRPOConfig(sft_coef=coef)
+    olds, refs = update.old_and_reference_log_probs(policy, mbs, grpo)
+    captured, step, weights = [], backend.step, copy.deepcopy(model.state_dict())
+    backend.step = lambda: (captured.append([p.grad.clone() for p in model.parameters()]), step())[1]  # pre-clip
+    at_7 = functools.partial(anchor, step=7)
+    stats, _ = update.policy_update(policy, mbs, olds, refs, grpo, 5, 2, world=1, anchor=at_7)
+
+    model.load_state_dict(weights)  # undo the optimizer step
+    model.zero_grad()
+    loss = anchor(model, step=7)
+    (coef * loss).backward()
+    assert stats["loss/sft_anchor"] == pytest.approx(float(loss), rel=1e-5)
+    for a, b in zip(captured[0], (p.grad for p in model.parameters()), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    assert any(float(g.abs().sum()) > 0 for g in captured[0])
 
 
 # --- 2. GRPO learns, and does not when one piece is wrong -----------------------------------------------------------
