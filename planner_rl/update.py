@@ -92,7 +92,7 @@ def policy_update(
             for k, v in s.items():
                 weight = w if k in ("loss/policy", "loss/kl", "loss/total") else share
                 stats[k] = max(stats.get(k, v), v) if k == "loss/ratio_max" else stats.get(k, 0.0) + weight * v
-        if anchor is not None and grpo.sft_coef > 0:
+        if anchor is not None:  # given only when grpo.sft_coef > 0 (train.sft_anchor)
             with backend.autocast():
                 sft_loss = anchor(backend.model)
             backend.backward(sft_loss * grpo.sft_coef)  # averaged over ranks, as each rank's batch is a sample
