@@ -243,6 +243,50 @@ def resume_training(run_dir: Path, resume: str, backend, records, stage_offsets:
     return LoopState(loop["step"], loop["position"], loop["generated"], loop["eval"]), ckpt
 
 
+# --- the mean of the last checkpoints' weights (grpo.average_checkpoints) ---------------------------------------------
+TRAINING_STATE = ("model.safetensors", "optimizer.pt", "loop.json", "rng.safetensors", "MANIFEST.json", MARKER)
+
+
+def average_weights(folders: list[Path]) -> dict[str, torch.Tensor]:
+    """The uniform mean of the checkpoints' model.safetensors (each checked against its manifest first), summed in
+    float32 and cast back to each tensor's dtype; CheckpointError if their tensors' names or shapes differ."""
+    from safetensors.torch import load_file
+
+    if not folders:
+        raise CheckpointError("no checkpoints to average")
+    first, sums, dtypes = Path(folders[0]), {}, {}
+    for folder in map(Path, folders):
+        check_manifest(folder)
+        weights = load_file(folder / "model.safetensors")
+        if not sums:
+            sums = {k: v.float().clone() for k, v in weights.items()}
+            dtypes = {k: v.dtype for k, v in weights.items()}
+            continue
+        shapes = {k: tuple(v.shape) for k, v in weights.items()}
+        if shapes != {k: tuple(v.shape) for k, v in sums.items()}:
+            raise CheckpointError(f"{folder}: its weights' names or shapes differ from {first}'s: not one model's")
+        for k, v in weights.items():
+            sums[k] += v.float()
+    return {k: (s / len(folders)).to(dtypes[k]) for k, s in sums.items()}
+
+
+def write_average(out: Path, folders: list[Path]) -> Path:
+    """A loadable model folder at `out` (atomically, with its manifest): the mean of `folders`' weights, with the
+    newest one's config and tokenizer files (no optimizer, no loop state)."""
+    from safetensors.torch import save_file
+
+    folders = [Path(f) for f in folders]
+    weights = average_weights(folders)
+
+    def write(tmp: Path) -> None:
+        for f in folders[-1].iterdir():
+            if f.is_file() and f.name not in TRAINING_STATE:
+                shutil.copy2(f, tmp / f.name)
+        save_file({k: v.contiguous() for k, v in weights.items()}, tmp / "model.safetensors", {"format": "pt"})
+
+    return write_atomically(Path(out), write)
+
+
 def _fsync_tree(path: Path) -> None:
     """Flush a folder's files to disk before it is renamed into place (a power cut, not only a kill)."""
     for f in path.rglob("*"):

@@ -136,6 +136,8 @@ class GRPOConfig(GRPOLossConfig):
     #   every this many steps (and filter the pool by max_sft_p with it); 0: once, from the SFT model
     sft_coef: float = 0.0  # weight of the SFT loss on a batch of the SFT examples (sft.batch_size of them, the SFT
     #   objective with sft.prompt_loss) added to every update: an anchor to what SFT taught (PPO-ptx); 0: off
+    average_checkpoints: int = 0  # >= 2: the final model (evaluated, and saved as <run>/average_model) is the mean
+    #   of the last this many checkpoints' weights (trainer.checkpoint_every apart); 0: the last step's weights
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -156,6 +158,9 @@ class GRPOConfig(GRPOLossConfig):
             raise ValueError("grpo.zero_variance=resample is single-turn only; multi_turn takes keep or drop")
         if self.max_sft_p is not None and not (_is_real(self.max_sft_p) and 0 < self.max_sft_p <= 1):
             raise ValueError(f"grpo.max_sft_p must be a number in (0, 1] or None, got {self.max_sft_p!r}")
+        k = self.average_checkpoints
+        if not (_is_int(k) and (k == 0 or k >= 2)):
+            raise ValueError(f"grpo.average_checkpoints must be 0 (off) or an integer >= 2, got {k!r}")
         if not (_is_real(self.sft_coef) and self.sft_coef >= 0):
             raise ValueError(f"grpo.sft_coef must be a number >= 0, got {self.sft_coef!r}")
         budget = self.max_generated_tokens

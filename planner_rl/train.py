@@ -43,6 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from planner_rl import distributed as dist
 from planner_rl.checkpoint import (
     LoopState,
+    complete_checkpoints,
     is_complete,
     load_stage,
     restore_stage,
@@ -52,6 +53,7 @@ from planner_rl.checkpoint import (
     store_stage,
     usable,
     write_atomically,
+    write_average,
 )
 from planner_rl.config import ConfigError, register_configs, typed
 from planner_rl.data import build_dataset, seed_list, task_list, test_examples
@@ -169,6 +171,14 @@ def make_job(cfg: DictConfig) -> Job:
         raise ConfigError(
             f"with {world} ranks, grpo.prompts_per_step ({grpo.prompts_per_step}) must be a multiple of the number "
             "of ranks, grpo.zero_variance must be keep or drop, and grpo.mode single_turn"
+        )
+    k, trainer = grpo.average_checkpoints, job.trainer
+    if k and getattr(trainer, "zero_stage", 0) >= 3:
+        raise ConfigError("grpo.average_checkpoints needs the whole model on rank 0: trainer.zero_stage 1 or 2")
+    if k and not (trainer.checkpoint_every > 0 and trainer.keep_checkpoints >= k):
+        raise ConfigError(
+            f"grpo.average_checkpoints={k} averages the last {k} checkpoints: it needs trainer.checkpoint_every > 0 "
+            f"(got {trainer.checkpoint_every}) and trainer.keep_checkpoints >= {k} (got {trainer.keep_checkpoints})"
         )
     return job
 
@@ -431,7 +441,7 @@ def grpo_stage(
         if grpo.mode == "single_turn" and grpo.sample_every and state.step % grpo.sample_every == 0:
             records.samples(state.step, *sample_table(sampler.rows, draw.groups, G))
         # --- evaluate and checkpoint on schedule -------------------------------------------------------------------
-        if on_schedule(state.step, grpo.eval_every, final):
+        if on_schedule(state.step, grpo.eval_every, final) and not (final and grpo.average_checkpoints):
             dist.barrier()
             last = evaluator(backend.unwrapped, tokenizer, rollout, state.step) if job.main else {}
             state.last_eval = last  # checkpointed with the loop: a resume after the last step does not evaluate again
@@ -505,10 +515,32 @@ def hard_rows(job: Job, model, tokenizer, rows: list[dict], restricted: bool, wh
 
 
 # --- report ------------------------------------------------------------------------------------------------------
-def report(job: Job, stage: dict, last: dict, steps: int, tasks: list[str], test_seeds: list[int], logger) -> dict:
-    """results.json (SFT-only vs SFT+GRPO), the logger's summary and the console table."""
+def average_model(job: Job, model: torch.nn.Module) -> list[int]:
+    """grpo.average_checkpoints: the mean of the last checkpoints' weights, written to <run>/average_model and loaded
+    into `model` (the policy, after its last step: the rollout samples from it, and its last checkpoint on disk stays
+    the resumable one). Returns the steps it averages."""
+    from safetensors.torch import load_file
+
+    folders = complete_checkpoints(job.run_dir)[-job.grpo.average_checkpoints :]
+    steps = [int(f.name.removeprefix("step_")) for f in folders]
+    out = write_average(job.run_dir / "average_model", folders)
+    device = next(model.parameters()).device
+    missing, unexpected = model.load_state_dict(load_file(out / "model.safetensors", device=str(device)), strict=False)
+    if unexpected or any("lm_head" not in k for k in missing):  # tied embeddings are saved once
+        raise CheckpointError(f"{out} does not match the model: missing {missing}, unexpected {unexpected}")
+    job.say(f"grpo.average_checkpoints={job.grpo.average_checkpoints}: the final model is the mean of the weights "
+            f"at steps {', '.join(map(str, steps))} ({out})")  # fmt: skip
+    return steps
+
+
+def report(job: Job, stage: dict, last: dict, steps: int, tasks: list[str], test_seeds: list[int], logger,
+           averaged: list[int] | None = None) -> dict:  # fmt: skip
+    """results.json (SFT-only vs SFT+GRPO; `averaged`: the checkpoints' steps the final model averages), the
+    logger's summary and the console table."""
     baseline, eval_cfg = stage["baseline"], job.eval
     results = {"sft_only": baseline, "final": last, "steps": steps, "eval": asdict(eval_cfg)}
+    if averaged:
+        results["averaged_steps"] = averaged
     clean = {k: {m: json_safe(v) for m, v in d.items()} if isinstance(d, dict) else d for k, d in results.items()}
     (job.run_dir / "results.json").write_text(json.dumps(clean, indent=1, allow_nan=False))
     logger.summary({f"eval/sft_only/{k.removeprefix('eval/')}": v for k, v in baseline.items()})
@@ -524,7 +556,7 @@ def report(job: Job, stage: dict, last: dict, steps: int, tasks: list[str], test
 
 def remove_weights(run_dir: Path) -> None:
     """A sweep keeps each job's records and results, not its weights (cleanup=true)."""
-    for heavy in [run_dir / "checkpoints", *(run_dir / "sft_model").glob("*.safetensors")]:
+    for heavy in [run_dir / "checkpoints", run_dir / "average_model", *(run_dir / "sft_model").glob("*.safetensors")]:
         shutil.rmtree(heavy, ignore_errors=True) if heavy.is_dir() else heavy.unlink(missing_ok=True)
 
 
@@ -587,10 +619,15 @@ def train(cfg: DictConfig) -> dict:
         last = grpo_stage(job, state, sampler, policy, rollout, tokenizer, records, evaluator, refresh, anchor)
         if not job.main:
             return {}
-        if not last:  # resumed after the last step's checkpoint, or steps=0
+        averaged = None
+        if job.grpo.average_checkpoints and state.step:  # the final model: the mean of the last checkpoints
+            averaged = average_model(job, backend.unwrapped)
+            rollout.sync_weights(backend.unwrapped)
+            last = evaluator(backend.unwrapped, tokenizer, rollout, state.step)
+        elif not last:  # resumed after the last step's checkpoint, or steps=0
             last = evaluator(backend.unwrapped, tokenizer, rollout, state.step)
         # --- report: SFT-only vs SFT+GRPO ---------------------------------------------------------------------------
-        results = report(job, stage, last, state.step, tasks, test_seeds, logger)
+        results = report(job, stage, last, state.step, tasks, test_seeds, logger, averaged)
         if cfg.cleanup:
             remove_weights(job.run_dir)
         return results

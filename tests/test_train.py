@@ -364,3 +364,70 @@ def test_multi_turn_grpo_runs_and_stops_at_the_token_budget(tmp_path, decoding):
     assert 2 <= len(rows) < 50 and tokens[-1] >= 1500 > tokens[-2] and tokens == sorted(tokens)
     assert all(r["rollout/episode_turns"] >= 1 and r["rollout/groups"] == 1 for r in rows)
     assert json.loads((run / "results.json").read_text())["steps"] == len(rows)
+
+
+# --- grpo.average_checkpoints: the final model is the mean of the last checkpoints -----------------------------
+def _checkpoint(folder: Path, weights: dict[str, torch.Tensor]) -> Path:
+    from safetensors.torch import save_file
+
+    from planner_rl.integrity import write_manifest
+
+    folder.mkdir(parents=True)
+    save_file(weights, folder / "model.safetensors")
+    (folder / "config.json").write_text("{}")
+    (folder / "optimizer.pt").write_bytes(b"")
+    write_manifest(folder)
+    return folder
+
+
+def test_average_weights_is_the_hand_worked_mean_and_refuses_another_models(tmp_path):
+    from planner_rl.checkpoint import average_weights, write_average
+    from planner_rl.integrity import CheckpointError, check_manifest
+
+    a = _checkpoint(tmp_path / "a", {"w": torch.tensor([1.0, 2.0]), "h": torch.tensor([[0.5]], dtype=torch.bfloat16)})
+    b = _checkpoint(tmp_path / "b", {"w": torch.tensor([3.0, -2.0]), "h": torch.tensor([[1.5]], dtype=torch.bfloat16)})
+    c = _checkpoint(tmp_path / "c", {"w": torch.tensor([5.0, 3.0]), "h": torch.tensor([[4.0]], dtype=torch.bfloat16)})
+    mean = average_weights([a, b, c])
+    assert mean["w"].tolist() == [3.0, 1.0] and mean["h"].dtype == torch.bfloat16 and mean["h"].item() == 2.0
+    out = write_average(tmp_path / "avg", [a, b, c])
+    check_manifest(out)  # a model folder: the newest one's config, no optimizer, its manifest
+    assert sorted(p.name for p in out.iterdir()) == ["COMPLETE", "MANIFEST.json", "config.json", "model.safetensors"]
+    other = _checkpoint(tmp_path / "d", {"w": torch.tensor([1.0, 2.0, 3.0]), "h": torch.tensor([[1.0]])})
+    with pytest.raises(CheckpointError, match="names or shapes differ"):
+        average_weights([a, other])
+    (b / "model.safetensors").write_bytes(b"damaged")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
+        average_weights([a, b])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [(["grpo.average_checkpoints=1"], r"grpo\.average_checkpoints must be 0 \(off\) or an integer >= 2"),
+     (["grpo.average_checkpoints=3", "trainer.keep_checkpoints=2"], r"trainer\.keep_checkpoints >= 3 \(got 2\)"),
+     (["grpo.average_checkpoints=2", "trainer.checkpoint_every=0"], r"trainer\.checkpoint_every > 0 \(got 0\)")],
+)  # fmt: skip
+def test_average_checkpoints_needs_that_many_kept_checkpoints(overrides, match, tmp_path):
+    from planner_rl.train import make_job
+
+    cfg = compose_train([*overrides, f"paths.output_dir={tmp_path}"])
+    with pytest.raises((ConfigError, ValueError), match=match):
+        make_job(cfg)
+
+
+def test_the_final_model_averages_the_last_checkpoints(tmp_path):
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    out = run_train(run, "grpo.steps=4", "grpo.eval_every=0", "sft.epochs=1", "trainer.checkpoint_every=1",
+                    "trainer.keep_checkpoints=3", "grpo.average_checkpoints=3")  # fmt: skip
+    assert "the final model is the mean of the weights at steps 2, 3, 4" in out
+    results = json.loads((run / "results.json").read_text())
+    assert results["averaged_steps"] == [2, 3, 4] and "eval/sr" in results["final"]
+    ckpts = [load_file(run / "checkpoints" / f"step_{s:06d}" / "model.safetensors") for s in (2, 3, 4)]
+    mean = load_file(run / "average_model" / "model.safetensors")
+    assert set(mean) == set(ckpts[0])
+    for k in mean:
+        torch.testing.assert_close(mean[k], (ckpts[0][k] + ckpts[1][k] + ckpts[2][k]) / 3)
+    assert any(not torch.equal(ckpts[0][k], ckpts[2][k]) for k in mean)  # the steps moved the weights
+    evals = [r["train/step"] for r in records(run) if "eval/sr" in r and r.get("train/step")]
+    assert evals == [4]  # one evaluation at the last step, of the averaged model
