@@ -37,7 +37,16 @@ def _flat(d: dict, prefix: str = "") -> list[str]:
     return out
 
 
-SMALL = " ".join([*_flat(_SMOKE), "grpo.steps=2", "grpo.eval_every=0", "sft.epochs=1", "trainer.checkpoint_every=0"])
+SMALL = " ".join(
+    [
+        *_flat(_SMOKE),
+        "grpo.steps=2",
+        "grpo.eval_every=0",
+        "sft.epochs=1",
+        "trainer.checkpoint_every=0",
+        "grpo.average_checkpoints=0",
+    ]
+)
 DATA = "env.tasks=[cheese_sandwich] env.train_seeds=0-3 env.test_seeds=[42]"
 GPU = "skip: needs a GPU and Qwen2.5 weights (composes in the default suite)"
 MANY = "skip: several GPUs or nodes and Qwen2.5 weights (its overrides compose in the default suite)"
