@@ -43,6 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from planner_rl import distributed as dist
 from planner_rl.checkpoint import (
     LoopState,
+    average_weights,
     complete_checkpoints,
     is_complete,
     load_stage,
@@ -519,13 +520,11 @@ def average_model(job: Job, model: torch.nn.Module) -> list[int]:
     """grpo.average_checkpoints: the mean of the last checkpoints' weights, written to <run>/average_model and loaded
     into `model` (the policy, after its last step: the rollout samples from it, and its last checkpoint on disk stays
     the resumable one). Returns the steps it averages."""
-    from safetensors.torch import load_file
-
     folders = complete_checkpoints(job.run_dir)[-job.grpo.average_checkpoints :]
     steps = [int(f.name.removeprefix("step_")) for f in folders]
-    out = write_average(job.run_dir / "average_model", folders)
-    device = next(model.parameters()).device
-    missing, unexpected = model.load_state_dict(load_file(out / "model.safetensors", device=str(device)), strict=False)
+    weights = average_weights(folders)
+    out = write_average(job.run_dir / "average_model", folders, weights)
+    missing, unexpected = model.load_state_dict(weights, strict=False)  # copied onto the model's device and dtype
     if unexpected or any("lm_head" not in k for k in missing):  # tied embeddings are saved once
         raise CheckpointError(f"{out} does not match the model: missing {missing}, unexpected {unexpected}")
     job.say(f"grpo.average_checkpoints={job.grpo.average_checkpoints}: the final model is the mean of the weights "
@@ -623,8 +622,7 @@ def train(cfg: DictConfig) -> dict:
         if job.grpo.average_checkpoints and state.step:  # the final model: the mean of the last checkpoints
             averaged = average_model(job, backend.unwrapped)
             rollout.sync_weights(backend.unwrapped)
-            last = evaluator(backend.unwrapped, tokenizer, rollout, state.step)
-        elif not last:  # resumed after the last step's checkpoint, or steps=0
+        if averaged or not last:  # the averaged model; or resumed after the last step's checkpoint, or steps=0
             last = evaluator(backend.unwrapped, tokenizer, rollout, state.step)
         # --- report: SFT-only vs SFT+GRPO ---------------------------------------------------------------------------
         results = report(job, stage, last, state.step, tasks, test_seeds, logger, averaged)
