@@ -260,11 +260,11 @@ def test_sft_anchor_adds_sft_coef_times_the_sft_gradient_to_the_update():
 
 # --- 2. GRPO learns, and does not when one piece is wrong -----------------------------------------------------------
 # The 8 states of cheese_sandwich layout 0, short prompts (~165 tokens); SFT stopped early enough that samples at the
-# GRPO temperature are right ~40% of the time (greedy: 5 of 8); then 60 GRPO steps of 8 prompts x 8 samples.
+# GRPO temperature are right ~40% of the time (greedy: 5 of 8); then 100 GRPO steps of 8 prompts x 8 samples.
 TEMPERATURE = 0.5  # sampling; also what the log-probs must use
 WARM_SFT = SFTConfig(epochs=60, batch_size=8, lr=5e-3, warmup_ratio=0.0, eval_examples=2, max_new_tokens=16)
-LEARN_GRPO = GRPOConfig(steps=60, prompts_per_step=8, group_size=8, mu=2, zero_variance="drop")
-LEARN_TRAINER = TorchTrainerConfig(lr=7e-4, schedule="cosine", warmup_steps=10, precision="fp32", micro_batch_size=64)
+LEARN_GRPO = GRPOConfig(steps=100, prompts_per_step=8, group_size=8, mu=2, zero_variance="drop")
+LEARN_TRAINER = TorchTrainerConfig(lr=4e-4, schedule="cosine", warmup_steps=10, precision="fp32", micro_batch_size=64)
 EVAL_SAMPLES = 32  # per prompt, for the reward before and after
 
 

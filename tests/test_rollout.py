@@ -9,7 +9,7 @@ from planner_rl.env.cooking import make_world
 from planner_rl.model import ModelConfig, load_model_and_tokenizer
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rollout import Sampling
-from planner_rl.rollout.hf import HFRollout, encode_prompt, generate, left_pad, stop_ids
+from planner_rl.rollout.hf import HFRollout, encode_prompt, GroupNoise, generate, gumbel_pick, left_pad, nucleus, stop_ids
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +81,60 @@ def test_sampling_draws_from_the_full_softmax_not_transformers_default_top_k(tin
     expected = float(probs[outside].sum())
     assert expected > 0.3  # the check has power: much of the mass is beyond the top 50
     assert abs(drawn - expected) < 0.1, (drawn, expected)
+
+
+def test_nucleus_keeps_the_fewest_likeliest_tokens_reaching_top_p():
+    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.15, 0.3, 0.5]]).log()
+    kept = nucleus(logits, 0.8).isfinite().tolist()
+    assert kept == [[True, True, False, False], [False, False, True, True]]  # 0.5 + 0.3 reaches 0.8
+    assert nucleus(logits, 0.85).isfinite().sum(dim=1).tolist() == [3, 3]
+    assert nucleus(logits, 0.1).isfinite().sum(dim=1).tolist() == [1, 1]  # at least the likeliest
+    assert nucleus(logits, 1.0) is logits
+
+
+def test_gumbel_pick_is_the_argmax_of_logits_plus_the_noise():
+    gumbel = torch.tensor([[0.0, 1.0], [0.0, 1.0]])  # the noise wanted; u = exp(-exp(-g)) makes it
+    uniform = torch.exp(-torch.exp(-gumbel))
+    logits = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    assert gumbel_pick(logits, uniform).tolist() == [1, 0]  # 0 + 0 < 0 + 1; 2 + 0 > 0 + 1
+
+
+def test_seeded_groups_depend_on_their_seed_only_and_follow_the_softmax(tiny):
+    """The GRPO loop's groups: one batched `generate`, each group sampled from its own seeded stream. A prompt's
+    samples are the same alone, in another batch or batch size; and they are draws from softmax(logits / T)."""
+    model, tok = tiny
+    prompts = prompts_of(tok)
+    together = generate(model, tok, prompts, n=4, max_new_tokens=6, temperature=1.0, seeds=[5, 6, 7], batch_size=3)
+    alone = generate(model, tok, prompts[1:2], n=4, max_new_tokens=6, temperature=1.0, seeds=[6])
+    split = generate(model, tok, prompts[::-1], n=4, max_new_tokens=6, temperature=1.0, seeds=[7, 6, 5], batch_size=2)
+    assert [c.token_ids for c in alone] == [c.token_ids for c in together[4:8]] == [c.token_ids for c in split[4:8]]
+    assert [c.token_ids for c in together[:4]] != [c.token_ids for c in together[4:8]]
+    again = generate(model, tok, prompts, n=4, max_new_tokens=6, temperature=1.0, seeds=[8, 6, 7], batch_size=3)
+    assert [c.token_ids for c in again[:4]] != [c.token_ids for c in together[:4]]  # another seed, other samples
+    with pytest.raises(ValueError, match="2 seeds for 3 prompts"):
+        generate(model, tok, prompts, n=2, temperature=1.0, seeds=[1, 2])
+
+
+def test_group_noise_draws_from_the_tempered_nucleus_softmax():
+    """generate's argmax over `GroupNoise`'s scores is a draw from softmax(scores / T) cut to the top_p nucleus."""
+    scores = torch.tensor([0.6, 0.3, 0.1]).log().expand(4000, 3)  # one group of 4000 samples
+    cases = {  # (temperature, top_p): hand-worked probabilities
+        (1.0, 1.0): [0.6, 0.3, 0.1],
+        (2.0, 1.0): [x / (0.6**0.5 + 0.3**0.5 + 0.1**0.5) for x in (0.6**0.5, 0.3**0.5, 0.1**0.5)],  # ~ sqrt(p)
+        (1.0, 0.8): [2 / 3, 1 / 3, 0.0],
+    }
+    for (T, top_p), expected in cases.items():
+        picks = GroupNoise([11], 4000, T, top_p)(None, scores.clone()).argmax(dim=-1)
+        drawn = torch.bincount(picks, minlength=3).float() / 4000
+        assert torch.allclose(drawn, torch.tensor(expected), atol=0.03), (T, top_p, drawn.tolist(), expected)
+    a = GroupNoise([11, 12], 2000, 1.0, 1.0)(None, scores.clone())
+    b = GroupNoise([12], 2000, 1.0, 1.0)(None, scores[:2000].clone())
+    assert torch.equal(a[2000:], b)  # group 1's noise: its own seed's stream
+
+
+def test_the_seeded_rollout_is_greedy_at_temperature_zero(tiny):
+    model, tok = tiny
+    prompts = prompts_of(tok)
+    greedy = generate(model, tok, prompts, n=2, max_new_tokens=8)
+    seeded = HFRollout(model, tok).generate(prompts, 2, Sampling(0.0, 1.0, 8), seeds=[1, 2, 3])
+    assert [c.token_ids for c in seeded] == [c.token_ids for c in greedy]

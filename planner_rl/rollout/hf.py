@@ -6,10 +6,10 @@ back as token ids cut after the first end-of-turn token, and as text without spe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, StaticCache
+from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList, StaticCache
 
 from planner_rl.packing import cache_keyword
 from planner_rl.rollout import Completion, Sampling, check_decoding
@@ -67,6 +67,42 @@ def shared_prefix_cache(model, ids: torch.Tensor, mask: torch.Tensor, n: int, ma
     return cache
 
 
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """`logits` [B, V] with every token outside each row's nucleus set to -inf: the fewest most likely tokens whose
+    probability reaches `top_p` (at least one; ties at the edge broken by sort order). top_p 1: `logits` itself."""
+    if top_p >= 1.0:
+        return logits
+    order = logits.argsort(dim=-1, descending=True)  # [B, V]
+    probs = logits.gather(-1, order).softmax(dim=-1)
+    before = probs.cumsum(dim=-1) - probs  # mass of the likelier tokens
+    cut = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, order, before >= top_p)
+    return logits.masked_fill(cut, float("-inf"))
+
+
+def gumbel_pick(logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """[B] token ids: argmax of `logits` + Gumbel noise made from `uniform` [B, V] in [0, 1), i.e. one draw from
+    softmax(logits) per row (the Gumbel-max trick), whose randomness is `uniform` alone."""
+    return (logits - torch.log(-torch.log(uniform))).argmax(dim=-1)
+
+
+class GroupNoise(LogitsProcessor):
+    """Sampling as a deterministic function of per-group random streams: at each new token, scores / temperature,
+    cut to the nucleus, plus Gumbel noise; `generate` then takes the argmax (greedy mode), which is a draw from the
+    softmax at that temperature (`gumbel_pick`). Group g (rows g*n .. g*n+n-1) draws its noise from its own
+    generator, seeded by `seeds[g]`, one [n, V] block per token whether or not its rows have finished, so its
+    samples depend on its seed and the weights only, not on the other prompts of the batch (up to float rounding)."""
+
+    def __init__(self, seeds: list[int], n: int, temperature: float, top_p: float):
+        self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+        self.n, self.temperature, self.top_p = n, temperature, top_p
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        shape = (self.n, scores.shape[-1])
+        uniform = torch.cat([torch.rand(shape, generator=g) for g in self.gens]).to(scores.device)  # [B, V]
+        logits = nucleus(scores.float() / self.temperature, self.top_p)
+        return logits - torch.log(-torch.log(uniform))
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -78,21 +114,30 @@ def generate(
     temperature: float = 0.0,
     top_p: float = 1.0,
     batch_size: int = 32,
+    seeds: list[int] | None = None,
 ) -> list[Completion]:
-    """n completions per prompt (greedy when temperature == 0), in prompt order; batches of `batch_size` prompts."""
+    """n completions per prompt (greedy when temperature == 0), in prompt order; batches of `batch_size` prompts.
+    With `seeds` (one per prompt), prompt k's samples come from its own random stream seeded by seeds[k]
+    (`GroupNoise`), so they do not depend on the batch; without, from torch's global generator."""
+    if seeds is not None and len(seeds) != len(prompts):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
     stops = stop_ids(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     device = next(model.parameters()).device
     # top_k=0 explicitly: transformers otherwise fills in its default top_k=50, so the samples would come from a
-    # truncated distribution while the GRPO update takes log-probs of the full softmax (and vLLM samples all of it)
+    # truncated distribution while the GRPO update takes log-probs of the full softmax (and vLLM samples all of it);
+    # repetition_penalty=1 likewise overrides a checkpoint's generation_config (Qwen2.5 Instruct ships 1.05-1.1)
     sampling = (
         {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
-        if temperature > 0
+        if temperature > 0 and seeds is None
         else {"do_sample": False}
     )
     out: list[Completion] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
+        if seeds is not None and temperature > 0:  # greedy mode over the seeded noise: a draw per group stream
+            noise = GroupNoise(seeds[start : start + batch_size], n, temperature, top_p)
+            sampling["logits_processor"] = LogitsProcessorList([noise])
         ids, mask = left_pad(chunk, pad)
         ids, mask = ids.to(device), mask.to(device)
         prefix = {}
@@ -106,6 +151,7 @@ def generate(
             num_return_sequences=1 if prefix else n,
             eos_token_id=stops,
             pad_token_id=pad,
+            repetition_penalty=1.0,
             **prefix,
             **sampling,
         )  # [len(chunk) * n, width + new], each prompt's n samples adjacent
@@ -139,18 +185,8 @@ class HFRollout:
         self.model.eval()  # no dropout while sampling; the caller's mode is restored
         kw = {"max_new_tokens": sampling.max_new_tokens, "temperature": sampling.temperature, "top_p": sampling.top_p}
         try:
-            if seeds is None:
-                return generate(self.model, self.tokenizer, prompts, n=n, batch_size=max(1, self.batch_size // n), **kw)
-            if len(seeds) != len(prompts):
-                raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
-            out: list[Completion] = []
-            devices = [self.model.device] if self.model.device.type == "cuda" else []
-            for k, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
-                with torch.random.fork_rng(devices=devices):  # one generate per seed: batch-independent samples
-                    torch.manual_seed(seed)
-                    group = generate(self.model, self.tokenizer, [prompt], n=n, batch_size=1, **kw)
-                out += [replace(c, prompt_index=k) for c in group]
-            return out
+            batch = max(1, self.batch_size // n)
+            return generate(self.model, self.tokenizer, prompts, n=n, batch_size=batch, seeds=seeds, **kw)
         finally:
             self.model.train(was_training)
 
