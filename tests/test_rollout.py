@@ -9,7 +9,16 @@ from planner_rl.env.cooking import make_world
 from planner_rl.model import ModelConfig, load_model_and_tokenizer
 from planner_rl.prompts import PromptConfig, build_messages
 from planner_rl.rollout import Sampling
-from planner_rl.rollout.hf import HFRollout, encode_prompt, GroupNoise, generate, gumbel_pick, left_pad, nucleus, stop_ids
+from planner_rl.rollout.hf import (
+    GroupNoise,
+    HFRollout,
+    encode_prompt,
+    generate,
+    gumbel_pick,
+    left_pad,
+    nucleus,
+    stop_ids,
+)
 
 
 @pytest.fixture(scope="module")
