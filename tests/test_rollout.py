@@ -14,7 +14,7 @@ from planner_rl.rollout.hf import (
     HFRollout,
     encode_prompt,
     generate,
-    gumbel_pick,
+    gumbel,
     left_pad,
     nucleus,
     stop_ids,
@@ -101,11 +101,11 @@ def test_nucleus_keeps_the_fewest_likeliest_tokens_reaching_top_p():
     assert nucleus(logits, 1.0) is logits
 
 
-def test_gumbel_pick_is_the_argmax_of_logits_plus_the_noise():
-    gumbel = torch.tensor([[0.0, 1.0], [0.0, 1.0]])  # the noise wanted; u = exp(-exp(-g)) makes it
-    uniform = torch.exp(-torch.exp(-gumbel))
+def test_gumbel_noise_is_the_inverse_of_its_cdf():
+    g = torch.tensor([[0.0, 1.0], [0.0, 1.0]])  # the noise wanted; u = exp(-exp(-g)) makes it
+    assert torch.allclose(gumbel(torch.exp(-torch.exp(-g))), g, atol=1e-6)
     logits = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
-    assert gumbel_pick(logits, uniform).tolist() == [1, 0]  # 0 + 0 < 0 + 1; 2 + 0 > 0 + 1
+    assert (logits + gumbel(torch.exp(-torch.exp(-g)))).argmax(dim=-1).tolist() == [1, 0]  # 0 < 1; 2 > 1
 
 
 def test_seeded_groups_depend_on_their_seed_only_and_follow_the_softmax(tiny):

@@ -79,28 +79,30 @@ def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(cut, float("-inf"))
 
 
-def gumbel_pick(logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
-    """[B] token ids: argmax of `logits` + Gumbel noise made from `uniform` [B, V] in [0, 1), i.e. one draw from
-    softmax(logits) per row (the Gumbel-max trick), whose randomness is `uniform` alone."""
-    return (logits - torch.log(-torch.log(uniform))).argmax(dim=-1)
+def gumbel(uniform: torch.Tensor) -> torch.Tensor:
+    """Gumbel(0, 1) noise from `uniform` in [0, 1): argmax(logits + gumbel(u)) over a row is one draw from
+    softmax(logits) (the Gumbel-max trick), whose randomness is u alone."""
+    return -torch.log(-torch.log(uniform))
 
 
 class GroupNoise(LogitsProcessor):
     """Sampling as a deterministic function of per-group random streams: at each new token, scores / temperature,
     cut to the nucleus, plus Gumbel noise; `generate` then takes the argmax (greedy mode), which is a draw from the
-    softmax at that temperature (`gumbel_pick`). Group g (rows g*n .. g*n+n-1) draws its noise from its own
-    generator, seeded by `seeds[g]`, one [n, V] block per token whether or not its rows have finished, so its
-    samples depend on its seed and the weights only, not on the other prompts of the batch (up to float rounding)."""
+    softmax at that temperature. Group g (rows g*n .. g*n+n-1) draws its noise from its own generator, seeded by
+    `seeds[g]`, one [n, V] block per token whether or not its rows have finished, so its samples depend on its seed
+    and the weights only, not on the other prompts of the batch (up to float rounding). The generators live on the
+    scores' device (a GPU draws its own noise; nothing of vocabulary size crosses from the CPU per token)."""
 
     def __init__(self, seeds: list[int], n: int, temperature: float, top_p: float):
-        self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+        self.seeds, self.gens = seeds, []
         self.n, self.temperature, self.top_p = n, temperature, top_p
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if not self.gens:  # the first token: the device is known now
+            self.gens = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
         shape = (self.n, scores.shape[-1])
-        uniform = torch.cat([torch.rand(shape, generator=g) for g in self.gens]).to(scores.device)  # [B, V]
-        logits = nucleus(scores.float() / self.temperature, self.top_p)
-        return logits - torch.log(-torch.log(uniform))
+        uniform = torch.cat([torch.rand(shape, generator=g, device=scores.device) for g in self.gens])  # [B, V]
+        return nucleus(scores.float() / self.temperature, self.top_p) + gumbel(uniform)
 
 
 @torch.no_grad()
