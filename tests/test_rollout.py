@@ -108,9 +108,10 @@ def test_gumbel_noise_is_the_inverse_of_its_cdf():
     assert (logits + gumbel(torch.exp(-torch.exp(-g)))).argmax(dim=-1).tolist() == [1, 0]  # 0 < 1; 2 > 1
 
 
-def test_seeded_groups_depend_on_their_seed_only_and_follow_the_softmax(tiny):
+def test_seeded_groups_depend_on_their_seed_only(tiny):
     """The GRPO loop's groups: one batched `generate`, each group sampled from its own seeded stream. A prompt's
-    samples are the same alone, in another batch or batch size; and they are draws from softmax(logits / T)."""
+    samples are the same alone, in another batch or batch size, and another seed draws others (that the draws follow
+    the tempered softmax: test_group_noise_draws_from_the_tempered_nucleus_softmax)."""
     model, tok = tiny
     prompts = prompts_of(tok)
     together = generate(model, tok, prompts, n=4, max_new_tokens=6, temperature=1.0, seeds=[5, 6, 7], batch_size=3)
