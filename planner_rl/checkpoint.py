@@ -270,14 +270,12 @@ def average_weights(folders: list[Path]) -> dict[str, torch.Tensor]:
     return {k: (s / len(folders)).to(dtypes[k]) for k, s in sums.items()}
 
 
-def write_average(out: Path, folders: list[Path], weights: dict[str, torch.Tensor] | None = None) -> Path:
-    """A loadable model folder at `out` (atomically, with its manifest): the mean of `folders`' weights (`weights`
-    if the caller already has them from `average_weights`), with the newest one's config and tokenizer files (no
-    optimizer, no loop state)."""
+def write_average(out: Path, folders: list[Path], weights: dict[str, torch.Tensor]) -> Path:
+    """A loadable model folder at `out` (atomically, with its manifest): `weights` (the mean of `folders`' from
+    `average_weights`) with the newest folder's config and tokenizer files (no optimizer, no loop state)."""
     from safetensors.torch import save_file
 
     folders = [Path(f) for f in folders]
-    weights = average_weights(folders) if weights is None else weights
 
     def write(tmp: Path) -> None:
         for f in folders[-1].iterdir():

@@ -34,6 +34,14 @@ class CheckpointError(RuntimeError):
     """A checkpoint, stage or cache folder that cannot be used; the message names the folder and what is wrong."""
 
 
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
+    """`weights` into `model` (copied onto its device and dtype); tied embeddings are saved once, so a missing
+    lm_head is fine, anything else missing or extra means another model's weights: CheckpointError naming `source`."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or any("lm_head" not in k for k in missing):
+        raise CheckpointError(f"{source} does not match the model: missing {missing}, unexpected {unexpected}")
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

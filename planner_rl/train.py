@@ -71,7 +71,7 @@ from planner_rl.evaluate import (
     write_evaluation,
 )
 from planner_rl.grpo import GRPOConfig, zero_variance_groups
-from planner_rl.integrity import CheckpointError
+from planner_rl.integrity import CheckpointError, load_weights
 from planner_rl.logger import NoLogger, Records, json_safe
 from planner_rl.model import ModelConfig, ModelLoadError, load_model_and_tokenizer, model_config
 from planner_rl.onpolicy import policy_examples
@@ -524,9 +524,7 @@ def average_model(job: Job, model: torch.nn.Module) -> list[int]:
     steps = [int(f.name.removeprefix("step_")) for f in folders]
     weights = average_weights(folders)
     out = write_average(job.run_dir / "average_model", folders, weights)
-    missing, unexpected = model.load_state_dict(weights, strict=False)  # copied onto the model's device and dtype
-    if unexpected or any("lm_head" not in k for k in missing):  # tied embeddings are saved once
-        raise CheckpointError(f"{out} does not match the model: missing {missing}, unexpected {unexpected}")
+    load_weights(model, weights, out)
     job.say(f"grpo.average_checkpoints={job.grpo.average_checkpoints}: the final model is the mean of the weights "
             f"at steps {', '.join(map(str, steps))} ({out})")  # fmt: skip
     return steps

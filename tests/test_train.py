@@ -389,7 +389,7 @@ def test_average_weights_is_the_hand_worked_mean_and_refuses_another_models(tmp_
     c = _checkpoint(tmp_path / "c", {"w": torch.tensor([5.0, 3.0]), "h": torch.tensor([[4.0]], dtype=torch.bfloat16)})
     mean = average_weights([a, b, c])
     assert mean["w"].tolist() == [3.0, 1.0] and mean["h"].dtype == torch.bfloat16 and mean["h"].item() == 2.0
-    out = write_average(tmp_path / "avg", [a, b, c])
+    out = write_average(tmp_path / "avg", [a, b, c], mean)
     check_manifest(out)  # a model folder: the newest one's config, no optimizer, its manifest
     assert sorted(p.name for p in out.iterdir()) == ["COMPLETE", "MANIFEST.json", "config.json", "model.safetensors"]
     other = _checkpoint(tmp_path / "d", {"w": torch.tensor([1.0, 2.0, 3.0]), "h": torch.tensor([[1.0]])})

@@ -129,15 +129,16 @@ def generate(
     # top_k=0 explicitly: transformers otherwise fills in its default top_k=50, so the samples would come from a
     # truncated distribution while the GRPO update takes log-probs of the full softmax (and vLLM samples all of it);
     # repetition_penalty=1 likewise overrides a checkpoint's generation_config (Qwen2.5 Instruct ships 1.05-1.1)
+    seeded = seeds is not None and temperature > 0  # greedy mode over each group's seeded noise: a draw per stream
     sampling = (
         {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
-        if temperature > 0 and seeds is None
+        if temperature > 0 and not seeded
         else {"do_sample": False}
     )
     out: list[Completion] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        if seeds is not None and temperature > 0:  # greedy mode over the seeded noise: a draw per group stream
+        if seeded:
             noise = GroupNoise(seeds[start : start + batch_size], n, temperature, top_p)
             sampling["logits_processor"] = LogitsProcessorList([noise])
         ids, mask = left_pad(chunk, pad)

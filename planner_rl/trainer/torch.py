@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from planner_rl.distributed import world_size
-from planner_rl.integrity import CheckpointError
+from planner_rl.integrity import CheckpointError, load_weights
 from planner_rl.sft import lr_factor
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -112,11 +112,7 @@ class TorchTrainer:
     def load(self, path: Path) -> None:
         from safetensors.torch import load_file
 
-        weights = load_file(path / "model.safetensors", device=str(self.device))
-        missing, unexpected = self.unwrapped.load_state_dict(weights, strict=False)
-        # tied embeddings are saved once; anything else missing means a checkpoint of another model
-        if unexpected or any("lm_head" not in k for k in missing):
-            raise ValueError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
+        load_weights(self.unwrapped, load_file(path / "model.safetensors", device=str(self.device)), path)
         try:  # weights_only: tensors and plain containers, never code (an UnpicklingError names what was refused)
             state = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
             self.optimizer.load_state_dict(state["optimizer"])
