@@ -132,8 +132,9 @@ class GRPOConfig(GRPOLossConfig):
     #   closed-loop states off the plan, on the same layouts, labelled by the expert replanned there (onpolicy.py)
     max_sft_p: float | None = None  # keep only the prompts whose labelled answer the SFT model writes with probability
     #   <= this at the sampling temperature (offline difficulty filtering); None: every prompt
-    refresh_states_every: int = 0  # states=policy: collect the policy's off-plan states again from the current model
-    #   every this many steps (and filter the pool by max_sft_p with it); 0: once, from the SFT model
+    refresh_states_every: int = 0  # rebuild the prompt pool from the current model every this many steps; 0: once,
+    #   from the SFT model. states=policy: collect the policy's off-plan states again (and filter by max_sft_p);
+    #   states=expert with max_sft_p: filter the SFT model's pool again (drops the prompts the policy has learned)
     sft_coef: float = 0.0  # weight of the SFT loss on a batch of the SFT examples (sft.batch_size of them, the SFT
     #   objective with sft.prompt_loss) added to every update: an anchor to what SFT taught (PPO-ptx); 0: off
     average_checkpoints: int = 0  # >= 2: the final model (evaluated, and saved as <run>/average_model) is the mean
@@ -152,8 +153,12 @@ class GRPOConfig(GRPOLossConfig):
             raise ValueError(f"grpo.mode must be one of {GRPO_MODES}, got {self.mode!r}")
         if self.states not in GRPO_STATES:
             raise ValueError(f"grpo.states must be one of {GRPO_STATES}, got {self.states!r}")
-        if self.refresh_states_every and (self.states != "policy" or self.mode != "single_turn"):
-            raise ValueError("grpo.refresh_states_every needs grpo.states=policy and grpo.mode=single_turn")
+        if self.refresh_states_every and (
+            self.mode != "single_turn" or (self.states != "policy" and self.max_sft_p is None)
+        ):
+            raise ValueError(
+                "grpo.refresh_states_every needs grpo.mode=single_turn and grpo.states=policy or grpo.max_sft_p set"
+            )
         if self.mode == "multi_turn" and self.zero_variance == "resample":
             raise ValueError("grpo.zero_variance=resample is single-turn only; multi_turn takes keep or drop")
         if self.max_sft_p is not None and not (_is_real(self.max_sft_p) and 0 < self.max_sft_p <= 1):

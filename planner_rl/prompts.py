@@ -41,6 +41,8 @@ SYSTEM_FORMAT = {
 }
 QUESTION = "What is the next action?"
 OBSERVATIONS = ("robotouille", "compact")
+SYSTEMS = ("full", "brief", "none")
+GOALS = ("full", "name")
 
 
 @dataclass  # not frozen: it is also the structured-config schema of its conf/ group
@@ -51,17 +53,21 @@ class PromptConfig:
     valid_actions: bool = True  # list the valid actions (Robotouille's `Valid Actions:` block)
     progress: bool = True  # show the hidden counters (cut counts, cook/fry timers)
     history: int = 5  # how many previous actions to show; 0 none, -1 all
-    system: str = "full"  # "full": domain, action syntax and format | "brief": the format line only
+    system: str = "full"  # "full": domain, action syntax and format | "brief": the format line only | "none"
+    goal: str = "full"  # "full": the task file's goal description | "name": the task's name (`double cheeseburger`)
     observation: str = "robotouille"  # "robotouille": its text word for word | "compact": one line per station
     feedback_examples: float = 0.0  # [0, 1]: share of training states also given after a refused answer (data.py)
     feedback_self_moves: float = 0.0  # [0, 1]: share of those whose refused answer is a move to the robot's own station
     detours: float = 0.0  # [0, 1]: share of training states also left by one off-plan action, the expert replanned
     move_contents: bool = False  # each listed move shows what its destination holds: `... to table3 (patty1 cooked)`
+    question: bool = True  # end with `What is the next action?` (false: the assistant turn alone asks it)
 
     def __post_init__(self) -> None:
         check_format(self.output_format)
-        if self.system not in ("full", "brief"):
-            raise ValueError(f"prompt.system must be 'full' or 'brief', got {self.system!r}")
+        if self.system not in SYSTEMS:
+            raise ValueError(f"prompt.system must be one of {', '.join(SYSTEMS)}, got {self.system!r}")
+        if self.goal not in GOALS:
+            raise ValueError(f"prompt.goal must be one of {', '.join(GOALS)}, got {self.goal!r}")
         if self.observation not in OBSERVATIONS:
             raise ValueError(f"prompt.observation must be one of {', '.join(OBSERVATIONS)}, got {self.observation!r}")
         if not 0.0 <= self.feedback_examples <= 1.0:
@@ -77,10 +83,13 @@ class PromptConfig:
 DEFAULT_PROMPT = PromptConfig()
 
 
-def system_message(cfg: PromptConfig, world: object = None) -> str:
+def system_message(cfg: PromptConfig, world: object = None) -> str | None:
     """The system message; `brief` keeps only the output format (a fifth of a tiny-model prompt's tokens is the
-    domain text, which a model trained from scratch cannot read anyway). A world of another family (PDDL) brings its
-    own domain text (`world.domain_text`); the kitchen's is the default."""
+    domain text, which a model trained from scratch cannot read anyway); `none`: no system message (None), for a
+    model trained on the answer format alone. A world of another family (PDDL) brings its own domain text
+    (`world.domain_text`); the kitchen's is the default."""
+    if cfg.system == "none":
+        return None
     if cfg.system == "brief":
         return SYSTEM_FORMAT[cfg.output_format]
     domain = getattr(world, "domain_text", None) or f"{SYSTEM_DOMAIN}\n{SYSTEM_ACTIONS}"
@@ -155,7 +164,7 @@ def user_message(
         if cfg.move_contents and not own_compact:
             listed = annotate_moves(listed, view or compact_observation(world, state))
         parts.append("Valid Actions:\n" + "\n".join(listed))
-    parts.append(f"Goal: {world.problem.goal_description}")
+    parts.append(f"Goal: {goal_text(world, cfg)}")
     if cfg.progress:
         lines = progress_lines(world, state)
         parts.append("Progress:\n" + ("\n".join(lines) if lines else "nothing in progress"))
@@ -166,8 +175,25 @@ def user_message(
         parts.append(f"Previous actions:\n{listed}")
     if feedback:
         parts.append(f"Feedback: {feedback}")
-    parts.append(QUESTION)
+    if cfg.question:
+        parts.append(QUESTION)
     return "\n\n".join(parts)
+
+
+def goal_text(world: World, cfg: PromptConfig = DEFAULT_PROMPT) -> str:
+    """What follows `Goal:`: the task file's description (Robotouille's text), or with `prompt.goal=name` the task's
+    name in words (`double_cheeseburger` -> `double cheeseburger`): the same fact in ~4 tokens instead of ~25 for a
+    model that learns the task from its examples. Only a kitchen task has a name whose goal is the same on every
+    layout; another family's problems (PDDL) each state their own goal, so they need `full`."""
+    if cfg.goal == "full":
+        return world.problem.goal_description
+    name = getattr(world.problem, "task", "")
+    if not name:
+        raise ValueError(
+            f"prompt.goal=name needs a kitchen task (its name states the goal on every layout); {world.problem.source}"
+            " has no task name: use prompt.goal=full"
+        )
+    return name.replace("_", " ")
 
 
 def annotate_moves(actions: list[str], compact_view: str) -> list[str]:
@@ -189,8 +215,7 @@ def build_messages(
     cfg: PromptConfig = DEFAULT_PROMPT,
     feedback: str | None = None,
 ) -> list[dict[str, str]]:
-    """The chat messages (system, user) for one decision."""
-    return [
-        {"role": "system", "content": system_message(cfg, world)},
-        {"role": "user", "content": user_message(world, state, history, cfg, feedback)},
-    ]
+    """The chat messages (system, user; the user message alone with `prompt.system=none`) for one decision."""
+    system = system_message(cfg, world)
+    user = {"role": "user", "content": user_message(world, state, history, cfg, feedback)}
+    return [user] if system is None else [{"role": "system", "content": system}, user]

@@ -495,21 +495,27 @@ def grpo_pool(
     if job.grpo.states == "policy":
         rows = rows + policy_rows(job, model, tokenizer, tasks, rows, who)
     if job.grpo.max_sft_p is not None:
-        rows = hard_rows(job, model, tokenizer, rows, restricted, who)
+        rows = hard_rows(job, model, tokenizer, rows, restricted, who, refreshing=step > 0)
     return rows
 
 
-def hard_rows(job: Job, model, tokenizer, rows: list[dict], restricted: bool, who: str) -> list[dict]:
+def hard_rows(
+    job: Job, model, tokenizer, rows: list[dict], restricted: bool, who: str, refreshing: bool = False
+) -> list[dict]:
     """grpo.max_sft_p: the prompts whose labelled answer `model` (`who`: the SFT model, or the policy at a GRPO
     step) writes with probability <= max_sft_p at the sampling temperature (teacher-forced; among the valid
     actions when the rollout is restricted to them). The rest would mostly give groups with one reward for all, so
-    no gradient, and crowd out the states still to learn."""
+    no gradient, and crowd out the states still to learn. A refresh (`refreshing`) that keeps none, the policy
+    having learned every prompt, goes on with all of `rows` rather than stop the run."""
     t0, decoding = time.perf_counter(), "valid_actions" if restricted else "free"
     fmt, temperature = job.prompt.output_format, job.rollout.sampling.temperature
     scored = label_log_probs(model, tokenizer, rows, fmt, temperature, decoding=decoding)
     keep = [r for r, (lp, _) in zip(rows, scored, strict=True) if math.exp(lp) <= job.grpo.max_sft_p]
     job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: {len(keep)} of {len(rows)} prompts kept, the label's "
             f"probability under the {who} at most that ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    if not keep and refreshing:
+        job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: the {who} writes every label above it; all {len(rows)} kept")
+        return rows
     if not keep:
         raise ConfigError(f"grpo.max_sft_p={job.grpo.max_sft_p} keeps none of the {len(rows)} GRPO prompts: raise it")
     return keep
@@ -589,6 +595,9 @@ def train(cfg: DictConfig) -> dict:
         expert_rows = train_rows
         if job.grpo.mode == "single_turn":  # from the SFT model: the same on resume (unless refreshed, below)
             train_rows = grpo_pool(job, model, 0, tokenizer, tasks, expert_rows, restricted)
+        # grpo.refresh_states_every rebuilds the pool from: the expert rows and the policy's new states
+        # (states=policy), or the SFT model's pool, filtered again by the current policy (states=expert)
+        refresh_rows = expert_rows if job.grpo.states == "policy" else train_rows
         reference = copy.deepcopy(model).requires_grad_(False) if job.grpo.beta > 0 else None  # none at beta 0
         backend = get_class(job.trainer._target_)(model, job.trainer, job.grpo.steps * job.grpo.mu)
         if reference is not None:
@@ -599,7 +608,7 @@ def train(cfg: DictConfig) -> dict:
             rollout.sync_weights(backend.unwrapped)
             job.say(f"resumed from {ckpt} (step {state.step})")
             if job.grpo.refresh_states_every and state.step >= job.grpo.refresh_states_every:  # from the resumed model
-                train_rows = grpo_pool(job, backend.unwrapped, state.step, tokenizer, tasks, expert_rows, restricted)
+                train_rows = grpo_pool(job, backend.unwrapped, state.step, tokenizer, tasks, refresh_rows, restricted)
         sampling, G = job.rollout.sampling, job.grpo.group_size
         if job.grpo.mode == "single_turn":
             fmt = job.prompt.output_format
@@ -610,7 +619,7 @@ def train(cfg: DictConfig) -> dict:
                                      restricted)  # fmt: skip
         policy = Policy(backend, reference, pad_id, sampling.temperature or 1.0)
         # --- GRPO steps ---------------------------------------------------------------------------------------------
-        refresh = functools.partial(grpo_pool, job, tokenizer=tokenizer, tasks=tasks, rows=expert_rows,
+        refresh = functools.partial(grpo_pool, job, tokenizer=tokenizer, tasks=tasks, rows=refresh_rows,
                                     restricted=restricted) if job.grpo.refresh_states_every else None  # fmt: skip
         anchor = sft_anchor(job, data["train"], tokenizer, pad_id)
         last = grpo_stage(job, state, sampler, policy, rollout, tokenizer, records, evaluator, refresh, anchor)

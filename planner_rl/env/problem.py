@@ -58,6 +58,7 @@ class Problem:
     width: int = 0
     height: int = 0
     raw: dict = field(default_factory=dict, repr=False)
+    task: str = ""  # the task's name (`double_cheeseburger`) when loaded from a task file (env/tasks.py), else ""
 
 
 def read_problem_json(path: str | Path) -> dict:

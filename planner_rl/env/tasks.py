@@ -55,9 +55,8 @@ class Task:
 def synchronous_tasks() -> tuple[Task, ...]:
     out = []
     for path in sorted(SYNCHRONOUS_DIR.glob("*.json"), key=lambda p: int(p.stem.split("_", 1)[0])):
-        number, name = path.stem.split("_", 1)
-        n = int(number)
-        out.append(Task(n, name, path, ROBOTOUILLE_HORIZONS[n], FILE_LAYOUT_OPTIMA[n]))
+        n = int(path.stem.split("_", 1)[0])
+        out.append(Task(n, task_name(path), path, ROBOTOUILLE_HORIZONS[n], FILE_LAYOUT_OPTIMA[n]))
     return tuple(out)
 
 
@@ -106,7 +105,15 @@ def load_problem(task: str | int | Path, seed: int | None = None) -> Problem:
         from planner_rl.env.layout import randomize_layout
 
         raw = randomize_layout(raw, seed, source=str(path))
-    return build_problem(raw, load_domain(), source=str(path) if seed is None else f"{path} (seed {seed})")
+    problem = build_problem(raw, load_domain(), source=str(path) if seed is None else f"{path} (seed {seed})")
+    problem.task = task_name(path)
+    return problem
+
+
+def task_name(path: Path) -> str:
+    """A task file's task name: its stem without the number (`5_double_cheeseburger.json` -> `double_cheeseburger`)."""
+    number, _, rest = path.stem.partition("_")
+    return rest if number.isdigit() and rest else path.stem
 
 
 # --- subtask relations ----------------------------------------------------------------------------------------
