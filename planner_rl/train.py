@@ -380,21 +380,25 @@ def grpo_stage(
     tokenizer,
     records: Records,
     evaluator: Evaluator,
-    refresh: Callable[[Any, int], list[dict]] | None = None,
+    refresh: Callable[[Any, int], tuple[list[dict], dict]] | None = None,
     anchor: Callable[[torch.nn.Module, int], torch.Tensor] | None = None,
+    pool: tuple[int, dict] = (0, {}),
 ) -> dict:
     """GRPO steps from `state` until grpo.steps or the token budget: sample -> score -> advantages -> update ->
     sync -> log, evaluation and checkpoint on schedule. Returns the last evaluation's metrics ({} if none ran).
     `refresh(model, step)`: the single-turn prompt pool rebuilt from the current model every
-    grpo.refresh_states_every steps (None: never). `anchor(model, step)`: the SFT loss added to each update
-    (grpo.sft_coef; None: off)."""
+    grpo.refresh_states_every steps (None: never), with its `pool/` figures. `anchor(model, step)`: the SFT loss
+    added to each update (grpo.sft_coef; None: off). `pool`: (the step the current pool was built at, its figures);
+    a pool's figures are logged with the step after the one it was built at."""
     grpo, G, backend, last = job.grpo, job.grpo.group_size, policy.backend, state.last_eval
     bar = Progress("grpo", grpo.steps, initial=state.step, enabled=job.main)
     budget = grpo.max_generated_tokens or float("inf")
     every, first = grpo.refresh_states_every, state.step
     while state.step < grpo.steps and state.generated < budget:
-        if refresh is not None and state.step > first and state.step % every == 0:  # the policy's new states
-            sampler.set_rows(refresh(backend.unwrapped, state.step))
+        if refresh is not None and state.step > first and state.step % every == 0:  # the pool from the policy now
+            rows, figures = refresh(backend.unwrapped, state.step)
+            sampler.set_rows(rows)
+            pool = (state.step, figures)
         state.step += 1
         t0 = time.perf_counter()
         # --- sample groups, score them, advantages and micro-batches ----------------------------------------------
@@ -436,6 +440,8 @@ def grpo_stage(
             "perf/generate_tokens_per_s": gen_tokens / max(t_gen, 1e-9),
             "perf/train_tokens_per_s": train_tokens / max(t_update, 1e-9),
         }  # fmt: skip
+        if state.step == pool[0] + 1:  # the pool's figures, with the first step drawn from it
+            metrics |= pool[1]
         records.log(metrics)
         bar.update(1, reward=metrics["reward/mean"])
         job.say(step_line(grpo.steps, metrics))
@@ -488,37 +494,44 @@ def policy_rows(job: Job, model, tokenizer, tasks: list[str], rows: list[dict], 
 
 def grpo_pool(
     job: Job, model, step: int, tokenizer, tasks: list[str], rows: list[dict], restricted: bool
-) -> list[dict]:
+) -> tuple[list[dict], dict[str, float]]:
     """The single-turn GRPO prompts: the expert plans' states `rows`, plus `model`'s own off-plan states
-    (grpo.states=policy; `step` the GRPO step it is at), filtered by its probability of their labels (max_sft_p)."""
+    (grpo.states=policy; `step` the GRPO step it is at), filtered by its probability of their labels (max_sft_p);
+    and the pool's `pool/` figures ({} without max_sft_p)."""
     who = f"policy at GRPO step {step}" if step else "SFT model"
     if job.grpo.states == "policy":
         rows = rows + policy_rows(job, model, tokenizer, tasks, rows, who)
-    if job.grpo.max_sft_p is not None:
-        rows = hard_rows(job, model, tokenizer, rows, restricted, who, refreshing=step > 0)
-    return rows
+    if job.grpo.max_sft_p is None:
+        return rows, {}
+    return hard_rows(job, model, tokenizer, rows, restricted, who, refreshing=step > 0)
 
 
 def hard_rows(
     job: Job, model, tokenizer, rows: list[dict], restricted: bool, who: str, refreshing: bool = False
-) -> list[dict]:
+) -> tuple[list[dict], dict[str, float]]:
     """grpo.max_sft_p: the prompts whose labelled answer `model` (`who`: the SFT model, or the policy at a GRPO
     step) writes with probability <= max_sft_p at the sampling temperature (teacher-forced; among the valid
     actions when the rollout is restricted to them). The rest would mostly give groups with one reward for all, so
     no gradient, and crowd out the states still to learn. A refresh (`refreshing`) that keeps none, the policy
-    having learned every prompt, goes on with all of `rows` rather than stop the run."""
+    having learned every prompt, goes on with all of `rows` rather than stop the run. Figures: `pool/label_p`, the
+    mean label probability over `rows` (the expected expert_match reward of one sample per prompt: over the same
+    SFT pool at every refresh of states=expert, a learning curve that the filtered pool's reward/main is not),
+    and `pool/prompts`, the prompts kept."""
     t0, decoding = time.perf_counter(), "valid_actions" if restricted else "free"
     fmt, temperature = job.prompt.output_format, job.rollout.sampling.temperature
     scored = label_log_probs(model, tokenizer, rows, fmt, temperature, decoding=decoding)
-    keep = [r for r, (lp, _) in zip(rows, scored, strict=True) if math.exp(lp) <= job.grpo.max_sft_p]
+    probs = [math.exp(lp) for lp, _ in scored]
+    keep = [r for r, p in zip(rows, probs, strict=True) if p <= job.grpo.max_sft_p]
+    figures = {"pool/label_p": sum(probs) / len(probs), "pool/prompts": float(len(keep) or len(rows))}
     job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: {len(keep)} of {len(rows)} prompts kept, the label's "
-            f"probability under the {who} at most that ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+            f"probability under the {who} at most that (mean {figures['pool/label_p']:.3f}; "
+            f"{time.perf_counter() - t0:.0f} s)")  # fmt: skip
     if not keep and refreshing:
         job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: the {who} writes every label above it; all {len(rows)} kept")
-        return rows
+        return rows, figures
     if not keep:
         raise ConfigError(f"grpo.max_sft_p={job.grpo.max_sft_p} keeps none of the {len(rows)} GRPO prompts: raise it")
-    return keep
+    return keep, figures
 
 
 # --- report ------------------------------------------------------------------------------------------------------
@@ -594,7 +607,7 @@ def train(cfg: DictConfig) -> dict:
         restricted = getattr(job.rollout, "decoding", "free") == "valid_actions"  # GRPO samples among valid actions
         expert_rows = train_rows
         if job.grpo.mode == "single_turn":  # from the SFT model: the same on resume (unless refreshed, below)
-            train_rows = grpo_pool(job, model, 0, tokenizer, tasks, expert_rows, restricted)
+            train_rows, pool = grpo_pool(job, model, 0, tokenizer, tasks, expert_rows, restricted)
         # grpo.refresh_states_every rebuilds the pool from: the expert rows and the policy's new states
         # (states=policy), or the SFT model's pool, filtered again by the current policy (states=expert)
         refresh_rows = expert_rows if job.grpo.states == "policy" else train_rows
@@ -604,11 +617,14 @@ def train(cfg: DictConfig) -> dict:
             reference.to(backend.device)
         rollout = get_class(job.rollout._target_)(backend.unwrapped, tokenizer, job.rollout)
         state, ckpt = resume_training(job.run_dir, job.trainer.resume, backend, records, stage["offsets"])
+        refreshed = False  # the pool rebuilt from the resumed model (logged as the refresh at that step was)
         if ckpt is not None:
             rollout.sync_weights(backend.unwrapped)
             job.say(f"resumed from {ckpt} (step {state.step})")
             if job.grpo.refresh_states_every and state.step >= job.grpo.refresh_states_every:  # from the resumed model
-                train_rows = grpo_pool(job, backend.unwrapped, state.step, tokenizer, tasks, refresh_rows, restricted)
+                train_rows, pool = grpo_pool(job, backend.unwrapped, state.step, tokenizer, tasks, refresh_rows,
+                                             restricted)  # fmt: skip
+                refreshed = True
         sampling, G = job.rollout.sampling, job.grpo.group_size
         if job.grpo.mode == "single_turn":
             fmt = job.prompt.output_format
@@ -622,7 +638,9 @@ def train(cfg: DictConfig) -> dict:
         refresh = functools.partial(grpo_pool, job, tokenizer=tokenizer, tasks=tasks, rows=refresh_rows,
                                     restricted=restricted) if job.grpo.refresh_states_every else None  # fmt: skip
         anchor = sft_anchor(job, data["train"], tokenizer, pad_id)
-        last = grpo_stage(job, state, sampler, policy, rollout, tokenizer, records, evaluator, refresh, anchor)
+        pool_at = (state.step if refreshed else 0, pool) if job.grpo.mode == "single_turn" else (0, {})
+        last = grpo_stage(job, state, sampler, policy, rollout, tokenizer, records, evaluator, refresh, anchor,
+                          pool_at)  # fmt: skip
         if not job.main:
             return {}
         averaged = None

@@ -111,10 +111,11 @@ PLANS: dict[str, str] = {
     "sft.lr=2e-3 sft.eval_examples=0 hydra.run.dir={tmp}/sft3",
     "python -m planner_rl.evaluate": "run: {py} -m planner_rl.evaluate env.tasks=[cheese_sandwich] "
     "env.test_seeds=[42] eval.max_new_tokens=8 hydra.run.dir={tmp}/eval0",
-    "python -m planner_rl.evaluate model.path=outputs/long_horizon/<run>/sft_model prompt.system=brief "
-    "env.tasks=[double_cheeseburger]": "run: {py} -m planner_rl.evaluate model.path={run}/sft_model "
-    "prompt.system=brief env.tasks=[double_cheeseburger] env.test_seeds=[42] eval.max_new_tokens=8 "
-    "hydra.run.dir={tmp}/eval2",
+    "python -m planner_rl.evaluate model.path=outputs/long_horizon/<run>/sft_model env.tasks=[double_cheeseburger] "
+    "prompt.system=none prompt.goal=name prompt.question=false prompt.observation=compact prompt.history=0": "run: "
+    "{py} -m planner_rl.evaluate model.path={run}/sft_model env.tasks=[double_cheeseburger] prompt.system=none "
+    "prompt.goal=name prompt.question=false prompt.observation=compact prompt.history=0 env.test_seeds=[42] "
+    "eval.max_new_tokens=8 hydra.run.dir={tmp}/eval2",
     "python -m planner_rl.evaluate model.path=<ckpt> eval.temperature=1.0 eval.episodes=20": "run: {py} -m "
     "planner_rl.evaluate model.path={run}/sft_model eval.temperature=1.0 eval.episodes=2 env.tasks=[cheese_sandwich] "
     "env.test_seeds=[42] eval.max_new_tokens=8 hydra.run.dir={tmp}/eval3",

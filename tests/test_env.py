@@ -171,6 +171,10 @@ def test_task_table():
     assert get_task("0_cheese_sandwich") is get_task(0) is get_task("cheese_sandwich")
     with pytest.raises(TaskError, match="unknown task 'pizza'; known tasks: cheese_sandwich"):
         get_task("pizza")
+    # a loaded problem knows its task's name (prompt.goal=name), whichever way it was asked for
+    assert load_problem("double_cheeseburger", 3).task == load_problem(5).task == "double_cheeseburger"
+    assert load_problem("asynchronous/5_potato_soup").task == "potato_soup"
+    assert build_problem(read_problem_json(get_task(0).path), load_domain()).task == ""  # a bare file: no task name
 
 
 def test_subtask_relations():

@@ -385,18 +385,29 @@ def test_sigkill_at_any_point_then_resume_matches_an_uninterrupted_run(tmp_path,
     assert any(not torch.equal(init[k], v) for k, v in weights(whole, 6).items()), "GRPO changed the weights"
 
 
-def test_a_resume_between_refreshes_of_the_policys_states_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("states", ["policy", "expert"])
+def test_a_resume_between_refreshes_of_the_pool_matches_an_uninterrupted_run(tmp_path, states):
     """grpo.refresh_states_every=2: killed after step 3, resumed from step 2's checkpoint, the pool is rebuilt from
-    the step-2 weights, as the unbroken run rebuilt it before step 3, and refreshed once more after step 4."""
-    refresh = (*SMOKE, "grpo.states=policy", "grpo.refresh_states_every=2", "grpo.max_sft_p=0.99")
+    the step-2 weights, as the unbroken run rebuilt it before step 3, and refreshed once more after step 4; with the
+    policy's states collected again (states=policy) or the SFT model's pool filtered again (states=expert)."""
+    refresh = (*SMOKE, f"grpo.states={states}", "grpo.refresh_states_every=2", "grpo.max_sft_p=0.99")
+    filtered = r"(\d+) of (\d+) prompts kept, the label's probability under the policy at GRPO step (\d+)"
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     out = run(train_cmd(whole, *refresh)).stdout
-    assert [int(n) for n in re.findall(r"off-plan states of the policy at GRPO step (\d+)", out)] == [2, 4]
+    pools = re.findall(filtered, out)
+    assert [int(step) for _, _, step in pools] == [2, 4]
+    # each pool's figures with the step after it was built: the SFT model's, then the refreshes'
+    assert [r["train/step"] for r in records(whole) if "pool/label_p" in r] == [1, 3, 5]
+    if states == "expert":  # each refresh filters the SFT model's pool, not every expert state again
+        first = re.search(r"(\d+) of \d+ prompts kept, the label's probability under the SFT model", out).group(1)
+        assert all(total == first and int(kept) <= int(total) for kept, total, _ in pools)
+    else:
+        assert [int(n) for n in re.findall(r"off-plan states of the policy at GRPO step (\d+)", out)] == [2, 4]
     cmd = [sys.executable, str(ROOT / "tests" / "kill_at.py"), "grpo", f"hydra.run.dir={killed}", *refresh]
     assert run(cmd, ok=False).returncode == -9
     out = run(train_cmd(killed, *refresh)).stdout
     assert "resumed from" in out
-    assert [int(n) for n in re.findall(r"off-plan states of the policy at GRPO step (\d+)", out)] == [2, 4]
+    assert re.findall(filtered, out) == pools
     assert_same_weights(weights(whole, 6), weights(killed, 6))
     assert records(whole) == records(killed)
 

@@ -396,9 +396,13 @@ def test_sft_coef_must_be_a_non_negative_number(value):
     assert GRPOConfig(sft_coef=2).sft_coef == 2 and GRPOConfig().sft_coef == 0
 
 
-def test_refresh_states_every_needs_the_policys_single_turn_states():
-    with pytest.raises(ValueError, match=r"grpo\.refresh_states_every needs grpo\.states=policy"):
+def test_refresh_states_every_needs_a_pool_to_rebuild():
+    """The policy's states to collect again (states=policy), or the difficulty filter to apply again (max_sft_p)."""
+    with pytest.raises(ValueError, match=r"grpo\.refresh_states_every needs .*states=policy or grpo\.max_sft_p"):
         GRPOConfig(refresh_states_every=25)
+    with pytest.raises(ValueError, match=r"grpo\.refresh_states_every needs grpo\.mode=single_turn"):
+        GRPOConfig(refresh_states_every=25, max_sft_p=0.9, mode="multi_turn")
+    assert GRPOConfig(refresh_states_every=25, max_sft_p=0.9).refresh_states_every == 25
     with pytest.raises(ValueError, match=r"grpo\.refresh_states_every"):
         GRPOConfig(refresh_states_every=-1, states="policy")
     assert GRPOConfig(refresh_states_every=25, states="policy").refresh_states_every == 25

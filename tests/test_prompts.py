@@ -73,6 +73,38 @@ def test_messages_are_system_then_user(make_world):
     assert [m["role"] for m in msgs] == ["system", "user"]
 
 
+def test_shorter_prompts_drop_only_the_constant_text(make_world):
+    """system=none, goal=name, question=false: the user message alone, the goal as the task's name and no closing
+    question; every other line as in the full prompt."""
+    world = make_world("double_cheeseburger", 7)
+    s = world.initial_state
+    base = PromptConfig(observation="compact", history=0)
+    full = build_messages(world, s, [], base)
+    short = build_messages(world, s, [], PromptConfig(observation="compact", history=0, system="none", goal="name",
+                                                      question=False))  # fmt: skip
+    assert [m["role"] for m in short] == ["user"]
+    assert system_message(PromptConfig(system="none")) is None
+    text = short[0]["content"]
+    assert "\n\nGoal: double cheeseburger\n\n" in text and "What is the next action?" not in text
+    expected = full[1]["content"].replace(world.problem.goal_description, "double cheeseburger")
+    assert text == expected.removesuffix("\n\nWhat is the next action?")
+    goal = user_message(make_world("lettuce_tomato_cheeseburger"), s, [], PromptConfig(goal="name"))
+    assert "\n\nGoal: lettuce tomato cheeseburger\n\n" in goal
+    with pytest.raises(ValueError, match=r"prompt\.goal"):
+        PromptConfig(goal="short")
+
+
+def test_goal_name_needs_a_kitchen_task():
+    """A world built from a bare layout, or a PDDL problem (its goal differs from problem to problem), has no task
+    name to stand for its goal: a clear error, not a wrong prompt."""
+    from planner_rl.env.families import make_world as family_world
+
+    bare = make_world(ROW, items=[("patty", 3, 0)])
+    for world in (bare, family_world("blocks4", 0)):
+        with pytest.raises(ValueError, match=r"prompt\.goal=name needs a kitchen task"):
+            user_message(world, world.initial_state, [], PromptConfig(goal="name"))
+
+
 def test_default_prompt_tells_apart_states_robotouille_text_does_not():
     """States with equal observation text (hidden cut counts, cook timers) get different default prompts, so any
     function of the state, like the expert's action, is a function of the prompt."""
