@@ -45,7 +45,7 @@ from planner_rl.env.world import GroundAction, State, World
 from planner_rl.eval_protocol import EvalConfig
 from planner_rl.parsing import parse_completion, refusal
 from planner_rl.progress import Progress
-from planner_rl.prompts import PromptConfig, build_messages
+from planner_rl.prompts import PromptConfig, build_messages, trained_prompt_differences
 from planner_rl.rollout import RolloutBackend, Sampling
 from planner_rl.rollout.hf import HFRollout, answer_ids, encode_prompt, stop_ids
 from planner_rl.rollout.restricted import answer_choices, choice_log_probs
@@ -494,6 +494,9 @@ def run(cfg) -> Evaluation:
     from planner_rl.sweep import job_name
 
     eval_cfg, prompt_cfg, rollout_cfg = (typed(cfg, k) for k in ("eval", "prompt", "rollout"))
+    if differ := trained_prompt_differences(cfg.model.get("path"), prompt_cfg):
+        print(f"warning: {cfg.model.path} was trained on another prompt than this evaluation's; to evaluate it on its "
+              f"own, add: {' '.join(differ)}")  # fmt: skip
     run_dir = Path(cfg.paths.output_dir)
     tasks = eval_cfg.tasks or task_list(cfg.env.tasks)
     seeds = eval_cfg.seeds or seed_list(cfg.env.test_seeds, "env.test_seeds")

@@ -18,6 +18,7 @@ prompt a function of the whole state, so the expert's action is a function of th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from planner_rl.env.compact import compact_observation
 from planner_rl.env.world import CUT_REPETITIONS, DELAY_TICKS, State, World
@@ -81,6 +82,36 @@ class PromptConfig:
 
 
 DEFAULT_PROMPT = PromptConfig()
+# the keys that change what a model is shown at a state (the rest choose which training states the data has)
+VIEW_KEYS = ("output_format", "valid_actions", "progress", "history", "system", "goal", "observation",
+             "move_contents", "question")  # fmt: skip
+
+
+def trained_prompt_differences(model_path: str | None, cfg: PromptConfig) -> list[str]:
+    """`prompt.<key>=<value>` overrides that would give `cfg` the prompt view a run of this project trained the model
+    at `model_path` with (its `<run>/sft_model`, `average_model` or `checkpoints/step_*`, found by the run's
+    `.hydra/config.yaml` one or two folders up); [] when they agree or no such run is found. Read with
+    yaml.safe_load: plain data, no code."""
+    import yaml
+
+    if not model_path:
+        return []
+    here = Path(model_path)
+    found = [d / ".hydra" / "config.yaml" for d in (here.parent, here.parent.parent)]
+    found = [f for f in found if f.is_file()]
+    if not found:
+        return []
+    try:
+        trained = (yaml.safe_load(found[0].read_text()) or {}).get("prompt")
+    except (yaml.YAMLError, OSError, AttributeError):
+        return []
+    if not isinstance(trained, dict):
+        return []
+    return [
+        f"prompt.{k}={str(trained[k]).lower() if isinstance(trained[k], bool) else trained[k]}"
+        for k in VIEW_KEYS
+        if k in trained and trained[k] != getattr(cfg, k)
+    ]
 
 
 def system_message(cfg: PromptConfig, world: object = None) -> str | None:

@@ -190,3 +190,25 @@ def test_move_contents_annotate_each_listed_move_with_its_destination(observatio
     assert "Do nothing" in listed and len(listed) == len(w.valid_actions(s))
     plain = user_message(w, s, (), PromptConfig(observation=observation, history=0))
     assert "(patty1" not in plain
+
+
+def test_trained_prompt_differences_name_the_overrides_a_runs_model_needs(tmp_path):
+    """evaluate warns when a run's model is evaluated on another prompt view than it was trained on: the run's
+    .hydra/config.yaml, one folder up (sft_model) or two (checkpoints/step_*); data-only keys do not count."""
+    from planner_rl.prompts import trained_prompt_differences
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        "prompt:\n  system: none\n  goal: name\n  question: false\n  history: 0\n  detours: 0.5\n"
+    )
+    shown = PromptConfig(system="none", goal="name", question=False, history=0)
+    for model in (run / "sft_model", run / "checkpoints" / "step_000100"):
+        assert trained_prompt_differences(str(model), PromptConfig()) == [
+            "prompt.history=0", "prompt.system=none", "prompt.goal=name", "prompt.question=false"
+        ]  # fmt: skip
+        assert trained_prompt_differences(str(model), shown) == []  # detours differ: training data only
+    assert trained_prompt_differences(str(tmp_path / "elsewhere" / "model"), PromptConfig()) == []
+    assert trained_prompt_differences(None, PromptConfig()) == []
+    (run / ".hydra" / "config.yaml").write_text("prompt: [unclosed\n")  # unreadable: no warning, no crash
+    assert trained_prompt_differences(str(run / "sft_model"), PromptConfig()) == []
