@@ -514,17 +514,19 @@ def hard_rows(
     actions when the rollout is restricted to them). The rest would mostly give groups with one reward for all, so
     no gradient, and crowd out the states still to learn. A refresh (`refreshing`) that keeps none, the policy
     having learned every prompt, goes on with all of `rows` rather than stop the run. Figures: `pool/label_p`, the
-    mean label probability over `rows` (the expected expert_match reward of one sample per prompt: over the same
-    SFT pool at every refresh of states=expert, a learning curve that the filtered pool's reward/main is not),
-    and `pool/prompts`, the prompts kept."""
+    mean label probability (the expected expert_match reward of one sample per prompt) over the prompts kept at the
+    first build and over all of `rows` at a refresh, so that with states=expert it is measured on the same SFT pool
+    every time: a learning curve, which reward/main on the refiltered pool is not; `pool/prompts`, the prompts kept."""
     t0, decoding = time.perf_counter(), "valid_actions" if restricted else "free"
     fmt, temperature = job.prompt.output_format, job.rollout.sampling.temperature
     scored = label_log_probs(model, tokenizer, rows, fmt, temperature, decoding=decoding)
     probs = [math.exp(lp) for lp, _ in scored]
+    kept = [p for p in probs if p <= job.grpo.max_sft_p]
     keep = [r for r, p in zip(rows, probs, strict=True) if p <= job.grpo.max_sft_p]
-    figures = {"pool/label_p": sum(probs) / len(probs), "pool/prompts": float(len(keep) or len(rows))}
+    over = probs if refreshing or not kept else kept  # a refresh: every prompt it filters; the first build: its pool
+    figures = {"pool/label_p": sum(over) / len(over), "pool/prompts": float(len(keep) or len(rows))}
     job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: {len(keep)} of {len(rows)} prompts kept, the label's "
-            f"probability under the {who} at most that (mean {figures['pool/label_p']:.3f}; "
+            f"probability under the {who} at most that (pool/label_p {figures['pool/label_p']:.3f}; "
             f"{time.perf_counter() - t0:.0f} s)")  # fmt: skip
     if not keep and refreshing:
         job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: the {who} writes every label above it; all {len(rows)} kept")

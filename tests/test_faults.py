@@ -397,9 +397,12 @@ def test_a_resume_between_refreshes_of_the_pool_matches_an_uninterrupted_run(tmp
     pools = re.findall(filtered, out)
     assert [int(step) for _, _, step in pools] == [2, 4]
     # each pool's figures with the step after it was built: the SFT model's, then the refreshes'
-    assert [r["train/step"] for r in records(whole) if "pool/label_p" in r] == [1, 3, 5]
+    figures = [r for r in records(whole) if "pool/label_p" in r]
+    assert [r["train/step"] for r in figures] == [1, 3, 5]
+    first = re.search(r"(\d+) of \d+ prompts kept, the label's probability under the SFT model", out).group(1)
+    assert figures[0]["pool/prompts"] == int(first) and figures[0]["pool/label_p"] <= 0.99  # the kept ones' mean
+    assert [r["pool/prompts"] for r in figures[1:]] == [int(kept) for kept, _, _ in pools]
     if states == "expert":  # each refresh filters the SFT model's pool, not every expert state again
-        first = re.search(r"(\d+) of \d+ prompts kept, the label's probability under the SFT model", out).group(1)
         assert all(total == first and int(kept) <= int(total) for kept, total, _ in pools)
     else:
         assert [int(n) for n in re.findall(r"off-plan states of the policy at GRPO step (\d+)", out)] == [2, 4]
