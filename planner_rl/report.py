@@ -282,12 +282,14 @@ def plot_curves(runs: list[Run], out: Path) -> Path | None:
 
 
 def plot_run(run_dir: Path) -> Path:
-    """<run dir>/training.png for one finished run of the main job: the GRPO training reward per step, single-step
-    accuracy on the test states at each evaluation (step 0: SFT-only), and closed-loop SR before and after GRPO."""
+    """<run dir>/training.png for one finished run of the main job: the GRPO training reward per step (and
+    `pool/label_p` at each build of the prompt pool, where logged), single-step accuracy on the test states at each
+    evaluation (step 0: SFT-only), and closed-loop SR before and after GRPO."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     results = json.loads((run_dir / "results.json").read_text())
     reward = [(r["train/step"], r["reward/mean"]) for r in rows if "reward/mean" in r]
     accuracy = [(r["train/step"], r["eval/step_accuracy"]) for r in rows if r.get("eval/step_accuracy") is not None]
+    pool = [(r["train/step"] - 1, r["pool/label_p"]) for r in rows if "pool/label_p" in r]  # at the step it was built
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for ax, pts, label in [(axes[0], reward, "reward/mean (training)"), (axes[1], accuracy, "eval/step_accuracy")]:
@@ -297,6 +299,9 @@ def plot_run(run_dir: Path) -> Path:
         ax.set_ylabel(label)
         ax.set_ylim(-0.02, 1.02)
     sr = [results[k].get("eval/sr") if results.get(k) else None for k in ("sft_only", "final")]
+    if pool:  # the expected reward on the pool's prompts: a learning curve where the pool is filtered again
+        axes[0].plot(*zip(*pool, strict=True), marker="o", color="C3", label="pool/label_p")
+        axes[0].legend(fontsize=7, loc="lower right")
     axes[2].bar(["SFT-only", "SFT+GRPO"], [v if v is not None else 0.0 for v in sr], color=["C7", "C0"])
     for x, v in enumerate(sr):
         axes[2].text(x, (v or 0.0) + 0.02, "-" if v is None else f"{v:.2f}", ha="center")
