@@ -521,9 +521,9 @@ def hard_rows(
     fmt, temperature = job.prompt.output_format, job.rollout.sampling.temperature
     scored = label_log_probs(model, tokenizer, rows, fmt, temperature, decoding=decoding)
     probs = [math.exp(lp) for lp, _ in scored]
-    kept = [p for p in probs if p <= job.grpo.max_sft_p]
     keep = [r for r, p in zip(rows, probs, strict=True) if p <= job.grpo.max_sft_p]
-    over = probs if refreshing or not kept else kept  # a refresh: every prompt it filters; the first build: its pool
+    # the mean over every prompt a refresh filters; over the pool the first build keeps
+    over = probs if refreshing or not keep else [p for p in probs if p <= job.grpo.max_sft_p]
     figures = {"pool/label_p": sum(over) / len(over), "pool/prompts": float(len(keep) or len(rows))}
     job.say(f"grpo.max_sft_p={job.grpo.max_sft_p}: {len(keep)} of {len(rows)} prompts kept, the label's "
             f"probability under the {who} at most that (pool/label_p {figures['pool/label_p']:.3f}; "
