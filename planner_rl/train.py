@@ -607,9 +607,10 @@ def train(cfg: DictConfig) -> dict:
         model, tokenizer = load_model_and_tokenizer(start_cfg)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids(tokenizer)[0]
         restricted = getattr(job.rollout, "decoding", "free") == "valid_actions"  # GRPO samples among valid actions
-        expert_rows = train_rows
+        expert_rows, pool = train_rows, (0, {})  # pool: (the step the prompt pool was built at, its pool/ figures)
         if job.grpo.mode == "single_turn":  # from the SFT model: the same on resume (unless refreshed, below)
-            train_rows, pool = grpo_pool(job, model, 0, tokenizer, tasks, expert_rows, restricted)
+            train_rows, figures = grpo_pool(job, model, 0, tokenizer, tasks, expert_rows, restricted)
+            pool = (0, figures)
         # grpo.refresh_states_every rebuilds the pool from: the expert rows and the policy's new states
         # (states=policy), or the SFT model's pool, filtered again by the current policy (states=expert)
         refresh_rows = expert_rows if job.grpo.states == "policy" else train_rows
@@ -619,14 +620,13 @@ def train(cfg: DictConfig) -> dict:
             reference.to(backend.device)
         rollout = get_class(job.rollout._target_)(backend.unwrapped, tokenizer, job.rollout)
         state, ckpt = resume_training(job.run_dir, job.trainer.resume, backend, records, stage["offsets"])
-        refreshed = False  # the pool rebuilt from the resumed model (logged as the refresh at that step was)
         if ckpt is not None:
             rollout.sync_weights(backend.unwrapped)
             job.say(f"resumed from {ckpt} (step {state.step})")
             if job.grpo.refresh_states_every and state.step >= job.grpo.refresh_states_every:  # from the resumed model
-                train_rows, pool = grpo_pool(job, backend.unwrapped, state.step, tokenizer, tasks, refresh_rows,
-                                             restricted)  # fmt: skip
-                refreshed = True
+                train_rows, figures = grpo_pool(job, backend.unwrapped, state.step, tokenizer, tasks, refresh_rows,
+                                                restricted)  # fmt: skip
+                pool = (state.step, figures)  # logged as the refresh at that step was
         sampling, G = job.rollout.sampling, job.grpo.group_size
         if job.grpo.mode == "single_turn":
             fmt = job.prompt.output_format
@@ -640,9 +640,7 @@ def train(cfg: DictConfig) -> dict:
         refresh = functools.partial(grpo_pool, job, tokenizer=tokenizer, tasks=tasks, rows=refresh_rows,
                                     restricted=restricted) if job.grpo.refresh_states_every else None  # fmt: skip
         anchor = sft_anchor(job, data["train"], tokenizer, pad_id)
-        pool_at = (state.step if refreshed else 0, pool) if job.grpo.mode == "single_turn" else (0, {})
-        last = grpo_stage(job, state, sampler, policy, rollout, tokenizer, records, evaluator, refresh, anchor,
-                          pool_at)  # fmt: skip
+        last = grpo_stage(job, state, sampler, policy, rollout, tokenizer, records, evaluator, refresh, anchor, pool)
         if not job.main:
             return {}
         averaged = None
