@@ -113,6 +113,7 @@ class GRPOLossConfig:
 
 
 GRPO_STATES = ("expert", "policy")
+GRPO_LAYOUTS = ("all", "failed")
 GRPO_MODES = ("single_turn", "multi_turn")
 
 
@@ -130,6 +131,8 @@ class GRPOConfig(GRPOLossConfig):
     sample_every: int = 10  # steps between tables of sample completions (0: never)
     states: str = "expert"  # expert: the expert plans' states (the paper's) | policy: also the SFT model's own
     #   closed-loop states off the plan, on the same layouts, labelled by the expert replanned there (onpolicy.py)
+    layouts: str = "all"  # all: every GRPO layout (env.grpo_seeds) | failed: only those the SFT model fails when
+    #   played greedily in closed loop (the evaluation's protocol): GRPO on the kinds of layout SFT left unsolved
     max_sft_p: float | None = None  # keep only the prompts whose labelled answer the SFT model writes with probability
     #   <= this at the sampling temperature (offline difficulty filtering); None: every prompt
     refresh_states_every: int = 0  # rebuild the prompt pool from the current model every this many steps; 0: once,
@@ -153,6 +156,10 @@ class GRPOConfig(GRPOLossConfig):
             raise ValueError(f"grpo.mode must be one of {GRPO_MODES}, got {self.mode!r}")
         if self.states not in GRPO_STATES:
             raise ValueError(f"grpo.states must be one of {GRPO_STATES}, got {self.states!r}")
+        if self.layouts not in GRPO_LAYOUTS:
+            raise ValueError(f"grpo.layouts must be one of {GRPO_LAYOUTS}, got {self.layouts!r}")
+        if self.layouts != "all" and self.mode != "single_turn":
+            raise ValueError("grpo.layouts=failed needs grpo.mode=single_turn (multi_turn plays its own instances)")
         if self.refresh_states_every and (
             self.mode != "single_turn" or (self.states != "policy" and self.max_sft_p is None)
         ):

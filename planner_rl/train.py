@@ -492,6 +492,31 @@ def policy_rows(job: Job, model, tokenizer, tasks: list[str], rows: list[dict], 
     return extra
 
 
+def failed_layouts(job: Job, model, tokenizer, tasks: list[str], rows: list[dict]) -> tuple[list[dict], dict]:
+    """grpo.layouts=failed: the GRPO prompts `rows` of the layouts the SFT `model` fails, each played once greedily
+    in closed loop under the evaluation's protocol; and the figures `pool/layouts` (those layouts) and
+    `pool/sft_sr` (the SFT model's success rate on all GRPO layouts). Deterministic, so a resume gets the same."""
+    t0 = time.perf_counter()
+    seeds = list(dict.fromkeys(r["seed"] for r in rows))
+    cfg = replace(job.eval, tasks=None, seeds=None, episodes=1, temperature=0.0, decoding="free", theory=False,
+                  also_valid_actions=False, transcripts=0)  # fmt: skip
+    was_training = model.training
+    model.eval()
+    try:
+        ev = evaluate(HFRollout(model, tokenizer), tokenizer, tasks, seeds, job.prompt, cfg, job.cfg.expert_cache)
+    finally:
+        model.train(was_training)
+    failed = {(e.task, e.seed) for e in ev.episodes if not e.success}
+    keep = [r for r in rows if (r["task"], r["seed"]) in failed]
+    job.say(f"grpo.layouts=failed: the SFT model fails {len(failed)} of {len(ev.episodes)} GRPO layouts (sr "
+            f"{ev.summary['sr']:.3f}; {time.perf_counter() - t0:.0f} s); their {len(keep)} of {len(rows)} prompts "
+            "kept")  # fmt: skip
+    if not keep:
+        raise ConfigError(f"grpo.layouts=failed: the SFT model solves all {len(ev.episodes)} GRPO layouts, so GRPO "
+                          "has nothing to train on: use grpo.layouts=all or more env.grpo_seeds")  # fmt: skip
+    return keep, {"pool/layouts": float(len(failed)), "pool/sft_sr": ev.summary["sr"]}
+
+
 def grpo_pool(
     job: Job, model, step: int, tokenizer, tasks: list[str], rows: list[dict], restricted: bool
 ) -> tuple[list[dict], dict[str, float]]:
@@ -609,8 +634,11 @@ def train(cfg: DictConfig) -> dict:
         restricted = getattr(job.rollout, "decoding", "free") == "valid_actions"  # GRPO samples among valid actions
         expert_rows, pool = train_rows, (0, {})  # pool: (the step the prompt pool was built at, its pool/ figures)
         if job.grpo.mode == "single_turn":  # from the SFT model: the same on resume (unless refreshed, below)
+            layouts = {}
+            if job.grpo.layouts == "failed":  # only the layouts the SFT model fails in closed loop
+                expert_rows, layouts = failed_layouts(job, model, tokenizer, tasks, expert_rows)
             train_rows, figures = grpo_pool(job, model, 0, tokenizer, tasks, expert_rows, restricted)
-            pool = (0, figures)
+            pool = (0, layouts | figures)
         # grpo.refresh_states_every rebuilds the pool from: the expert rows and the policy's new states
         # (states=policy), or the SFT model's pool, filtered again by the current policy (states=expert)
         refresh_rows = expert_rows if job.grpo.states == "policy" else train_rows

@@ -389,11 +389,14 @@ def test_sigkill_at_any_point_then_resume_matches_an_uninterrupted_run(tmp_path,
 def test_a_resume_between_refreshes_of_the_pool_matches_an_uninterrupted_run(tmp_path, states):
     """grpo.refresh_states_every=2: killed after step 3, resumed from step 2's checkpoint, the pool is rebuilt from
     the step-2 weights, as the unbroken run rebuilt it before step 3, and refreshed once more after step 4; with the
-    policy's states collected again (states=policy) or the SFT model's pool filtered again (states=expert)."""
-    refresh = (*SMOKE, f"grpo.states={states}", "grpo.refresh_states_every=2", "grpo.max_sft_p=0.99")
+    policy's states collected again (states=policy) or the SFT model's pool filtered again (states=expert; on the
+    layouts the SFT model fails, grpo.layouts=failed, played again from the SFT model on resume)."""
+    layouts = "failed" if states == "expert" else "all"
+    refresh = (*SMOKE, f"grpo.states={states}", "grpo.refresh_states_every=2", "grpo.max_sft_p=0.99",
+               f"grpo.layouts={layouts}")  # fmt: skip
     filtered = r"(\d+) of (\d+) prompts kept, the label's probability under the policy at GRPO step (\d+)"
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    out = run(train_cmd(whole, *refresh)).stdout
+    out = whole_out = run(train_cmd(whole, *refresh)).stdout
     pools = re.findall(filtered, out)
     assert [int(step) for _, _, step in pools] == [2, 4]
     # each pool's figures with the step after it was built: the SFT model's, then the refreshes'
@@ -411,6 +414,9 @@ def test_a_resume_between_refreshes_of_the_pool_matches_an_uninterrupted_run(tmp
     out = run(train_cmd(killed, *refresh)).stdout
     assert "resumed from" in out
     assert re.findall(filtered, out) == pools
+    if layouts == "failed":  # played once per run, before the pool: the same layouts after the resume
+        played = [re.findall(r"the SFT model fails (\d+ of \d+) GRPO layouts", o) for o in (whole_out, out)]
+        assert len(played[0]) == 1 and played[0] == played[1]
     assert_same_weights(weights(whole, 6), weights(killed, 6))
     assert records(whole) == records(killed)
 

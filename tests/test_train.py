@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+from planner_rl import train as train_module
 from planner_rl.config import register_configs
+from planner_rl.eval_protocol import EvalConfig
 from planner_rl.grpo import aggregate_loss, micro_batch_weight, token_log_probs
 from planner_rl.packing import group_log_probs
 from planner_rl.sampler import prompt_order
@@ -77,7 +80,8 @@ def test_bad_config_fails_at_compose_naming_the_key(override, error, named):
     [("grpo.loss_agg=bogus", "grpo.loss_agg"), ("grpo.group_size=1", "grpo.group_size"),
      ("trainer.precision=fp8", "trainer.precision"), ("eval.invalid=skip", "eval.invalid"),
      ("reward.format_weight=-1", "reward.format_weight"), ("rollout.decoding=beam", "rollout.decoding"),
-     ("eval.decoding=beam", "eval.decoding"), ("sft.decoding=beam", "sft.decoding")],
+     ("eval.decoding=beam", "eval.decoding"), ("sft.decoding=beam", "sft.decoding"),
+     ("grpo.layouts=some", "grpo.layouts")],
 )  # fmt: skip
 def test_bad_values_fail_naming_the_key(override, key):
     cfg = compose_train([override])
@@ -92,6 +96,45 @@ def test_valid_action_rollouts_need_rollout_hf():
     with pytest.raises(ConfigError, match="top_p must be 1"):
         typed(compose_train(["rollout.decoding=valid_actions", "rollout.top_p=0.9"]), "rollout")
     assert typed(compose_train(["rollout.decoding=valid_actions"]), "rollout").decoding == "valid_actions"
+
+
+def test_failed_layouts_need_single_turn_grpo():
+    with pytest.raises(ValueError, match=r"grpo\.layouts=failed needs grpo\.mode=single_turn"):
+        typed(compose_train(["grpo.layouts=failed", "grpo.mode=multi_turn"]), "grpo")
+    assert typed(compose_train(["grpo.layouts=failed"]), "grpo").layouts == "failed"
+
+
+def test_failed_layouts_keeps_the_prompts_of_the_layouts_the_sft_model_fails(monkeypatch):
+    """grpo.layouts=failed: one greedy closed-loop episode per GRPO layout under the evaluation's protocol; the rows
+    of the failed layouts are kept, in their order, with the figures; a model that solves every layout is refused."""
+    rows = [{"task": "cheeseburger", "seed": s, "step": i} for s in (7, 3, 5) for i in range(2)]
+    solved, played = {3}, {}
+
+    def fake_evaluate(rollout, tokenizer, tasks, seeds, prompt, cfg, expert_cache=None, model=None):
+        played.update(tasks=tasks, seeds=seeds, cfg=cfg, training=net.training)
+        episodes = [types.SimpleNamespace(task=t, seed=s, success=s in solved) for t in tasks for s in seeds]
+        return types.SimpleNamespace(episodes=episodes, summary={"sr": len(solved) / len(episodes)})
+
+    monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
+    monkeypatch.setattr(train_module, "HFRollout", lambda model, tokenizer: None)
+    said = []
+    protocol = EvalConfig(episodes=3, temperature=0.7, transcripts=5, also_valid_actions=True, theory=True)
+    cache = types.SimpleNamespace(expert_cache=None)
+    job = types.SimpleNamespace(eval=protocol, prompt=None, cfg=cache, say=said.append)
+    net = torch.nn.Linear(1, 1)
+    keep, figures = train_module.failed_layouts(job, net, None, ["cheeseburger"], rows)
+    assert [(r["seed"], r["step"]) for r in keep] == [(7, 0), (7, 1), (5, 0), (5, 1)]
+    assert figures == {"pool/layouts": 2.0, "pool/sft_sr": 1 / 3}
+    assert played["seeds"] == [7, 3, 5] and played["tasks"] == ["cheeseburger"]
+    cfg = played["cfg"]  # one greedy, free episode per layout, nothing else played or kept
+    assert (cfg.episodes, cfg.temperature, cfg.decoding, cfg.theory, cfg.also_valid_actions, cfg.transcripts) == (
+        1, 0.0, "free", False, False, 0
+    )  # fmt: skip
+    assert played["training"] is False and net.training  # played in eval mode, given back in train mode
+    assert "the SFT model fails 2 of 3 GRPO layouts" in said[0] and "their 4 of 6 prompts kept" in said[0]
+    solved.update({5, 7})
+    with pytest.raises(ConfigError, match=r"grpo\.layouts=failed: the SFT model solves all 3 GRPO layouts"):
+        train_module.failed_layouts(job, net, None, ["cheeseburger"], rows)
 
 
 def test_a_difficulty_filter_that_keeps_nothing_exits_cleanly(tmp_path):
@@ -226,7 +269,7 @@ def test_smoke_run_of_the_main_job(tmp_path):
          "grpo.loss_agg=seq_mean_token_mean", "grpo.max_sft_p=0.5"),
         ("grpo.zero_variance=drop", "grpo.loss_agg=constant", "grpo.max_completion_tokens=16",
          "grpo.advantage_scale=none", "reward=optimal_set", "grpo.states=policy", "prompt.move_contents=true",
-         "grpo.refresh_states_every=1"),
+         "grpo.refresh_states_every=1", "grpo.layouts=failed"),
         ("rollout.decoding=valid_actions", "eval.also_valid_actions=true", "sft.decoding=valid_actions"),
     ],
 )  # fmt: skip
@@ -253,8 +296,10 @@ def test_objective_variants_run_end_to_end(tmp_path, variant):
         assert all("rollout/resample_rounds" in r for r in rows)
     else:
         assert all(r["rollout/groups"] <= 2 for r in rows)
-        assert "grpo.states=policy: " in out and "off-plan states of the SFT model on 16 layouts" in out
-        assert "off-plan states of the policy at GRPO step 1 on 16 layouts" in out  # refreshed before step 2
+        failed = int(re.search(r"grpo.layouts=failed: the SFT model fails (\d+) of 16 GRPO layouts", out).group(1))
+        assert [r["pool/layouts"] for r in rows if "pool/layouts" in r] == [failed]  # with step 1
+        assert f"off-plan states of the SFT model on {failed} layouts" in out  # only on the layouts it fails
+        assert f"off-plan states of the policy at GRPO step 1 on {failed} layouts" in out  # refreshed before step 2
 
 
 def test_a_broken_checkpoint_write_is_never_resumed(tmp_path):
