@@ -479,14 +479,21 @@ def sft_anchor(job: Job, rows, tokenizer, pad_id: int) -> Callable[[torch.nn.Mod
     return loss
 
 
+def greedy_play(job: Job) -> EvalConfig:
+    """The evaluation's protocol for one greedy, free-decoded episode per layout and nothing else (no theory check,
+    transcripts or valid-action pass): how GRPO's pool plays a model on its layouts."""
+    return replace(job.eval, tasks=None, seeds=None, episodes=1, temperature=0.0, decoding="free", theory=False,
+                   also_valid_actions=False, transcripts=0)  # fmt: skip
+
+
 def policy_rows(job: Job, model, tokenizer, tasks: list[str], rows: list[dict], who: str) -> list[dict]:
     """grpo.states=policy: the states `model` (`who`: the SFT model, or the policy at a GRPO step) reaches off the
     expert's plan, played greedily under the evaluation's protocol on GRPO's layouts, each labelled by the expert
     replanned there (planner_rl/onpolicy.py)."""
     t0 = time.perf_counter()
     seeds = list(dict.fromkeys(r["seed"] for r in rows))
-    cfg = replace(job.eval, tasks=None, seeds=None, episodes=1, temperature=0.0, decoding="free", theory=False)
-    extra = policy_examples(model, tokenizer, tasks, seeds, job.prompt, cfg, job.cfg.expert_cache, off_plan_only=True)
+    extra = policy_examples(model, tokenizer, tasks, seeds, job.prompt, greedy_play(job), job.cfg.expert_cache,
+                            off_plan_only=True)  # fmt: skip
     job.say(f"grpo.states=policy: {len(extra)} off-plan states of the {who} on {len(seeds)} layouts "
             f"({time.perf_counter() - t0:.0f} s) beside {len(rows)} expert-plan prompts")  # fmt: skip
     return extra
@@ -498,12 +505,11 @@ def failed_layouts(job: Job, model, tokenizer, tasks: list[str], rows: list[dict
     `pool/sft_sr` (the SFT model's success rate on all GRPO layouts). Deterministic, so a resume gets the same."""
     t0 = time.perf_counter()
     seeds = list(dict.fromkeys(r["seed"] for r in rows))
-    cfg = replace(job.eval, tasks=None, seeds=None, episodes=1, temperature=0.0, decoding="free", theory=False,
-                  also_valid_actions=False, transcripts=0)  # fmt: skip
     was_training = model.training
     model.eval()
     try:
-        ev = evaluate(HFRollout(model, tokenizer), tokenizer, tasks, seeds, job.prompt, cfg, job.cfg.expert_cache)
+        rollout = HFRollout(model, tokenizer)
+        ev = evaluate(rollout, tokenizer, tasks, seeds, job.prompt, greedy_play(job), job.cfg.expert_cache)
     finally:
         model.train(was_training)
     failed = {(e.task, e.seed) for e in ev.episodes if not e.success}
