@@ -35,6 +35,8 @@ class EnvConfig:
     train_seeds: Any = "1000-1099"  # layouts of the training data: a list of ints or a range "a-b"
     test_seeds: Any = field(default_factory=lambda: [42, 84, 126, 168, 210, 252, 294, 336, 378, 420])
     grpo_seeds: Any = None  # layouts GRPO draws its prompts from; null: train_seeds (the SFT data, the paper's)
+    enrich_seeds: Any = None  # candidate extra SFT layouts: those whose expert plan has an action starting with
+    enrich_action: str | None = None  # this text join the train split; null: none (data.enrich_layouts)
 
 
 @dataclass

@@ -295,39 +295,45 @@ def build_examples(tasks: list[str], seeds: list[int], prompt: PromptConfig, opt
     return build_splits(tasks, {"all": seeds}, prompt, opts)["all"]
 
 
-def build_splits(tasks: list[str], splits: dict[str, list[int]], prompt: PromptConfig, opts: dict) -> dict:
-    """{split: examples of every (task, seed) of its seeds, in that order}, all splits' instances in one pool of
-    `opts["num_proc"]` processes, the later tasks (the longest solves) handed out first so that no process is left
-    with a long one at the end."""
-    jobs = [(t, s, prompt, opts) for seeds in splits.values() for t in tasks for s in seeds]
-    num_proc = opts.get("num_proc", 1)
-    bar = Progress("data", len(jobs), unit="instance")
+def build_splits(tasks: list[str], splits: dict[str, list[int] | dict[str, list[int]]], prompt: PromptConfig,
+                 opts: dict) -> dict:  # fmt: skip
+    """{split: examples of every (task, seed) of its seeds, in that order}; a split's seeds are a list (the same for
+    every task) or {task: its seeds}. All splits' instances are built in one pool of `opts["num_proc"]` processes."""
+    per_split = [[(t, s) for t in tasks for s in (seeds[t] if isinstance(seeds, dict) else seeds)]
+                 for seeds in splits.values()]  # fmt: skip
+    jobs = [(t, s, prompt, opts) for pairs in per_split for t, s in pairs]
+    chunks = _map(_instance_job, jobs, opts.get("num_proc", 1), "data", rank={t: n for n, t in enumerate(tasks)})
+    out, at = {}, 0
+    for name, pairs in zip(splits, per_split, strict=True):
+        out[name] = [ex for chunk in chunks[at : at + len(pairs)] for ex in chunk]
+        at += len(pairs)
+    return out
+
+
+def _map(fn, jobs: list[tuple], num_proc: int, name: str, rank: dict[str, int] | None = None) -> list:
+    """[fn(job) for job in jobs] with a progress bar, in `num_proc` processes; a job's first item is its task, and
+    the tasks `rank` puts later (the longest solves) are handed out first so that no process ends on a long one."""
+    bar = Progress(name, len(jobs), unit="instance")
     if num_proc <= 1 or len(jobs) < 4:
         previous = gc.get_threshold()
         _fewer_collections()
         try:
-            chunks = []
+            results = []
             for job in jobs:
-                chunks.append(_instance_job(job))
+                results.append(fn(job))
                 bar.update(1)
         finally:
             gc.set_threshold(*previous)
     else:
-        rank = {t: n for n, t in enumerate(tasks)}
-        order = sorted(range(len(jobs)), key=lambda n: -rank[jobs[n][0]])
-        chunks = [None] * len(jobs)
+        order = sorted(range(len(jobs)), key=lambda n: -(rank or {}).get(jobs[n][0], 0))
+        results = [None] * len(jobs)
         with ProcessPoolExecutor(num_proc, initializer=_fewer_collections) as pool:
             # small chunks: solve times vary 1000x
-            for n, chunk in zip(order, pool.map(_instance_job, [jobs[n] for n in order], chunksize=2), strict=True):
-                chunks[n] = chunk
+            for n, result in zip(order, pool.map(fn, [jobs[n] for n in order], chunksize=2), strict=True):
+                results[n] = result
                 bar.update(1)
     bar.close()
-    out, at = {}, 0
-    for name, seeds in splits.items():
-        size = len(tasks) * len(seeds)
-        out[name] = [ex for chunk in chunks[at : at + size] for ex in chunk]
-        at += size
-    return out
+    return results
 
 
 def build_opts(cfg: DictConfig) -> dict:
@@ -355,12 +361,16 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
     train_seeds = seed_list(cfg.env.train_seeds, "env.train_seeds")
     test_seeds = seed_list(cfg.env.test_seeds, "env.test_seeds")
     check_disjoint(train_seeds, test_seeds)
-    seeds = {"train": train_seeds, "test": test_seeds}
+    seeds: dict = {"train": train_seeds, "test": test_seeds}
     if cfg.env.get("grpo_seeds") is not None:
         seeds["grpo"] = seed_list(cfg.env.grpo_seeds, "env.grpo_seeds")
         check_disjoint(seeds["grpo"], test_seeds, "env.grpo_seeds")
-    t0 = time.perf_counter()
-    splits = build_splits(tasks, seeds, PromptConfig(**cfg.prompt), build_opts(cfg))
+    t0, opts = time.perf_counter(), build_opts(cfg)
+    enrich = enrich_layouts(cfg.env, tasks, train_seeds, test_seeds, opts)
+    if enrich is not None:
+        seeds["enrich"] = enrich
+    splits = build_splits(tasks, seeds, PromptConfig(**cfg.prompt), opts)
+    splits["train"] += splits.pop("enrich", [])
     splits["test"] = expert_states(splits["test"])
     seconds = time.perf_counter() - t0
     report = {
@@ -371,8 +381,41 @@ def build_dataset(cfg: DictConfig) -> tuple[object, dict]:
         "ambiguity": ambiguity(splits["train"] + splits["test"]),
         "seconds": round(seconds, 2),
     }
+    if enrich is not None:
+        report["enrich"] = {"candidates": len(seed_list(cfg.env.enrich_seeds)), "layouts": enrich}
     data = DatasetDict({k: Dataset.from_list(v) for k, v in splits.items()})
     return data, report
+
+
+def enrich_layouts(
+    env: DictConfig, tasks: list[str], train: list[int], test: list[int], opts: dict
+) -> dict[str, list[int]] | None:
+    """{task: the layouts of `env.enrich_seeds` whose expert plan has an action starting with `env.enrich_action`},
+    extra SFT layouts of a kind the train layouts rarely show (cheeseburger: `Unstack`, the 8% of layouts where an
+    item must be parked and taken back, docs/scaling.md); None when `env.enrich_seeds` is null."""
+    spec, prefix = env.get("enrich_seeds"), env.get("enrich_action")
+    if spec is None and prefix is None:
+        return None
+    if spec is None or not isinstance(prefix, str) or not prefix.strip():
+        raise ValueError("env.enrich_seeds and env.enrich_action go together: candidate layouts and the text an "
+                         f"action of their expert plan must start with (got {spec!r} and {prefix!r})")  # fmt: skip
+    candidates = seed_list(spec, "env.enrich_seeds")
+    check_disjoint(candidates, test, "env.enrich_seeds")
+    twice = sorted(set(candidates) & set(train))
+    if twice:
+        raise ValueError(f"env.enrich_seeds and env.train_seeds overlap on {twice}: a layout would be trained on twice")
+    jobs = [(t, s, prefix, opts.get("expert_cache")) for t in tasks for s in candidates]
+    matched = _map(_plan_matches, jobs, opts.get("num_proc", 1), "enrich", rank={t: n for n, t in enumerate(tasks)})
+    found = {t: [s for (task, s, *_), hit in zip(jobs, matched, strict=True) if hit and task == t] for t in tasks}
+    if not any(found.values()):
+        raise ValueError(f"env.enrich_action: no action of the expert plans of env.enrich_seeds ({spec}) on {tasks} "
+                         f"starts with {prefix!r}")  # fmt: skip
+    return found
+
+
+def _plan_matches(job: tuple) -> bool:
+    task, seed, prefix, cache = job
+    return any(a.startswith(prefix) for a in expert_trajectory(task, seed, cache, ground_world(task, seed)).plan)
 
 
 def test_examples(cfg: DictConfig, tasks: list[str], seeds: list[int]) -> list[dict]:

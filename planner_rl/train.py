@@ -105,6 +105,14 @@ SFT_INPUTS = ("env", "prompt", "model", "sft", "eval", "seed", "label_noise", "l
 
 
 # --- small pieces ------------------------------------------------------------------------------------------------
+def enrich_note(info: dict) -> str:
+    """The data line's account of env.enrich_seeds: how many candidate layouts matched env.enrich_action."""
+    if "enrich" not in info:
+        return ""
+    found = sum(len(s) for s in info["enrich"]["layouts"].values())
+    return f" (+ the {found} layouts of {info['enrich']['candidates']} env.enrich_seeds matching env.enrich_action)"
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -625,7 +633,8 @@ def train(cfg: DictConfig) -> dict:
         tasks, test_seeds = task_list(cfg.env.tasks), seed_list(cfg.env.test_seeds, "env.test_seeds")
         grpo_note = f" / {info['examples']['grpo']} GRPO prompts (env.grpo_seeds)" if "grpo" in data else ""
         job.say(
-            f"data: {info['examples']['train']} train / {info['examples']['test']} test prompts{grpo_note} "
+            f"data: {info['examples']['train']} train{enrich_note(info)} / {info['examples']['test']} test prompts"
+            f"{grpo_note} "
             f"({info['tasks']} tasks) in {info['seconds']:.1f} s; ambiguity {info['ambiguity']['rate']:.2%}"
         )
         task_rows = eval_task_rows(job, tasks, test_seeds, test_rows)

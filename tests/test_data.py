@@ -177,6 +177,32 @@ def test_grpo_seeds_make_a_split_of_their_own_layouts():
         build_dataset(_cfg("env.tasks=[burger]", "env.train_seeds=[1]", "env.test_seeds=[2]", "env.grpo_seeds=[2]"))
 
 
+def test_enrich_seeds_add_the_layouts_whose_expert_plan_matches_to_the_train_split():
+    args = ("env.tasks=[cheeseburger]", "env.train_seeds=[100]", "env.test_seeds=[101]", "prompt.history=0")
+    data, report = build_dataset(_cfg(*args, "env.enrich_seeds=0-39", "env.enrich_action=Unstack"))
+    parking = [s for s in range(40) if any(a.startswith("Unstack") for a in expert_trajectory("cheeseburger", s).plan)]
+    assert 0 < len(parking) < 20  # some layouts park an item, most do not
+    assert report["enrich"] == {"candidates": 40, "layouts": {"cheeseburger": parking}}
+    seeds = data["train"]["seed"]
+    assert list(dict.fromkeys(seeds)) == [100, *parking] and set(data["test"]["seed"]) == {101}
+    plain = build_dataset(_cfg(*args))[0]["train"]
+    assert data["train"].to_list()[: len(plain)] == plain.to_list()  # the same examples, more after them
+    assert "enrich" not in build_dataset(_cfg(*args))[1]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["env.enrich_seeds=5-9"], "env.enrich_seeds and env.enrich_action go together"),
+    (["env.enrich_action=Unstack"], "env.enrich_seeds and env.enrich_action go together"),
+    (["env.enrich_seeds=5-9", "env.enrich_action=' '"], "env.enrich_seeds and env.enrich_action go together"),
+    (["env.enrich_seeds=[0,1]", "env.enrich_action=Unstack"], r"env.enrich_seeds and env.train_seeds overlap on \[1\]"),
+    (["env.enrich_seeds=[2,5]", "env.enrich_action=Unstack"], r"env.enrich_seeds and env.test_seeds overlap on \[2\]"),
+    (["env.enrich_seeds=[5]", "env.enrich_action=Juggle"], "env.enrich_action: no action .* starts with 'Juggle'"),
+])  # fmt: skip
+def test_enrich_config_errors_name_the_key(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        build_dataset(_cfg("env.tasks=[cheeseburger]", "env.train_seeds=[1]", "env.test_seeds=[2]", *overrides))
+
+
 def test_detours_add_states_one_off_plan_action_away_labelled_by_the_replanned_expert():
     args = ("env.tasks=[cheeseburger]", "env.train_seeds=0-3", "env.test_seeds=[9]", "prompt.history=0")
     plain = build_dataset(_cfg(*args))[0]["train"]
