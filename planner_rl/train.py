@@ -110,7 +110,7 @@ def enrich_note(info: dict) -> str:
     if "enrich" not in info:
         return ""
     found = sum(len(s) for s in info["enrich"]["layouts"].values())
-    return f" (+ the {found} layouts of {info['enrich']['candidates']} env.enrich_seeds matching env.enrich_action)"
+    return f" (with {found} of the {info['enrich']['candidates']} env.enrich_seeds layouts, by env.enrich_action)"
 
 
 def seed_everything(seed: int) -> None:

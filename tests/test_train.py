@@ -22,7 +22,7 @@ from planner_rl.eval_protocol import EvalConfig
 from planner_rl.grpo import aggregate_loss, micro_batch_weight, token_log_probs
 from planner_rl.packing import group_log_probs
 from planner_rl.sampler import prompt_order
-from planner_rl.train import ConfigError, typed
+from planner_rl.train import ConfigError, enrich_note, typed
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +34,12 @@ def compose_train(overrides: list[str]):
 
 
 # --- configs ---------------------------------------------------------------------------------------------------
+def test_the_data_line_counts_the_enrich_layouts():
+    info = {"enrich": {"candidates": 3000, "layouts": {"cheeseburger": [7002, 7038], "burger": [7005]}}}
+    assert enrich_note(info) == " (with 3 of the 3000 env.enrich_seeds layouts, by env.enrich_action)"
+    assert enrich_note({"examples": {}}) == ""
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
