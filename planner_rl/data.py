@@ -302,7 +302,7 @@ def build_splits(tasks: list[str], splits: dict[str, list[int] | dict[str, list[
     per_split = [[(t, s) for t in tasks for s in (seeds[t] if isinstance(seeds, dict) else seeds)]
                  for seeds in splits.values()]  # fmt: skip
     jobs = [(t, s, prompt, opts) for pairs in per_split for t, s in pairs]
-    chunks = _map(_instance_job, jobs, opts.get("num_proc", 1), "data", rank={t: n for n, t in enumerate(tasks)})
+    chunks = _map(_instance_job, jobs, opts.get("num_proc", 1), "data", tasks)
     out, at = {}, 0
     for name, pairs in zip(splits, per_split, strict=True):
         out[name] = [ex for chunk in chunks[at : at + len(pairs)] for ex in chunk]
@@ -310,9 +310,9 @@ def build_splits(tasks: list[str], splits: dict[str, list[int] | dict[str, list[
     return out
 
 
-def _map(fn, jobs: list[tuple], num_proc: int, name: str, rank: dict[str, int] | None = None) -> list:
+def _map(fn, jobs: list[tuple], num_proc: int, name: str, tasks: list[str]) -> list:
     """[fn(job) for job in jobs] with a progress bar, in `num_proc` processes; a job's first item is its task, and
-    the tasks `rank` puts later (the longest solves) are handed out first so that no process ends on a long one."""
+    the jobs of the later `tasks` (the longest solves) are handed out first so that no process ends on a long one."""
     bar = Progress(name, len(jobs), unit="instance")
     if num_proc <= 1 or len(jobs) < 4:
         previous = gc.get_threshold()
@@ -325,7 +325,8 @@ def _map(fn, jobs: list[tuple], num_proc: int, name: str, rank: dict[str, int] |
         finally:
             gc.set_threshold(*previous)
     else:
-        order = sorted(range(len(jobs)), key=lambda n: -(rank or {}).get(jobs[n][0], 0))
+        rank = {t: n for n, t in enumerate(tasks)}
+        order = sorted(range(len(jobs)), key=lambda n: -rank[jobs[n][0]])
         results = [None] * len(jobs)
         with ProcessPoolExecutor(num_proc, initializer=_fewer_collections) as pool:
             # small chunks: solve times vary 1000x
@@ -405,7 +406,7 @@ def enrich_layouts(
     if twice:
         raise ValueError(f"env.enrich_seeds and env.train_seeds overlap on {twice}: a layout would be trained on twice")
     jobs = [(t, s, prefix, opts.get("expert_cache")) for t in tasks for s in candidates]
-    matched = _map(_plan_matches, jobs, opts.get("num_proc", 1), "enrich", rank={t: n for n, t in enumerate(tasks)})
+    matched = _map(_plan_matches, jobs, opts.get("num_proc", 1), "enrich", tasks)
     found = {t: [s for (task, s, *_), hit in zip(jobs, matched, strict=True) if hit and task == t] for t in tasks}
     if not any(found.values()):
         raise ValueError(f"env.enrich_action: no action of the expert plans of env.enrich_seeds ({spec}) on {tasks} "
