@@ -17,6 +17,13 @@ Every way ours can differ from it, with its key in `GRPOLossConfig` (config grou
   r - mean (Dr. GRPO), which drops the 1/std weight that favours nearly solved and nearly failed prompts. std is
   the unbiased (n - 1) group std, as torch.std in DeepSeekMath's and TRL's GRPO code, so advantages match theirs;
   the population std would multiply every advantage by sqrt(G / (G - 1)), a constant for a fixed G.
+- Negative advantages (`grpo.negative_weight`, default 1.0, the paper's): every A < 0 is multiplied by this weight
+  in [0, 1] after scaling. At a prompt the policy nearly has (7 of 8 samples right), the one wrong sample gets
+  A = -2.47 and a full-size logit gradient (1 - its small probability), while each right one gets +0.35 times a
+  small one (1 - p_right): the step is ~10x the negative sample's, and what it moves spills over onto states
+  outside the batch. A weight < 1 shrinks that push and keeps the positive one; it is no longer the unbiased
+  policy gradient of the expected reward (the weighted advantages sum to > 0 within a group), and 0 reinforces
+  only the right samples (rejection-sampling fine-tuning on the prompts).
 - Clipping (`grpo.eps_low`, default 0.2; `grpo.eps_high`, default 0.2): the ratio is clipped to
   [1 - eps_low, 1 + eps_high]. Equal values are the paper's symmetric clip; eps_high > eps_low is DAPO's
   "clip-higher" (0.2 / 0.28 there), which lets unlikely good tokens gain more per update. No dual clip: for A < 0
@@ -80,6 +87,7 @@ class GRPOLossConfig:
     """The keys that shape the GRPO objective (see the module docstring for each one's meaning)."""
 
     advantage_scale: str = "std"  # one of ADVANTAGE_SCALES
+    negative_weight: float = 1.0  # in [0, 1]: multiplies every negative advantage (1: the paper's GRPO)
     eps_low: float = 0.2  # in [0, 1): the ratio's lower clip is 1 - eps_low
     eps_high: float = 0.2  # >= 0: the ratio's upper clip is 1 + eps_high
     beta: float = 0.0  # >= 0: weight of the per-token KL to the reference; 0 loads no reference model
@@ -103,6 +111,8 @@ class GRPOLossConfig:
         for key in ("eps_high", "beta"):
             if not (_is_real(getattr(self, key)) and getattr(self, key) >= 0):
                 raise ValueError(f"grpo.{key} must be a finite number >= 0, got {getattr(self, key)!r}")
+        if not (_is_real(self.negative_weight) and 0 <= self.negative_weight <= 1):
+            raise ValueError(f"grpo.negative_weight must be a number in [0, 1], got {self.negative_weight!r}")
         if not (_is_int(self.mu) and self.mu >= 1):
             raise ValueError(f"grpo.mu must be an integer >= 1, got {self.mu!r}")
         tokens = self.max_completion_tokens
@@ -200,14 +210,21 @@ def _grouped(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     return rewards.reshape(-1, group_size).float()
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "std", eps: float = 1e-6) -> torch.Tensor:
-    """Group-relative advantages [N*G]: r - group mean, divided by (unbiased group std + eps) when scale='std'."""
+def group_advantages(
+    rewards: torch.Tensor, group_size: int, scale: str = "std", eps: float = 1e-6, negative_weight: float = 1.0
+) -> torch.Tensor:
+    """Group-relative advantages [N*G]: r - group mean, divided by (unbiased group std + eps) when scale='std';
+    the negative ones then multiplied by `negative_weight` (grpo.negative_weight)."""
     if scale not in ADVANTAGE_SCALES:
         raise ValueError(f"grpo.advantage_scale must be one of {ADVANTAGE_SCALES}, got {scale!r}")
+    if not 0 <= negative_weight <= 1:
+        raise ValueError(f"grpo.negative_weight must be in [0, 1], got {negative_weight!r}")
     r = _grouped(rewards, group_size)  # [N, G]
     centred = r - r.mean(dim=1, keepdim=True)  # [N, G]
     if scale == "std":
         centred = centred / (r.std(dim=1, keepdim=True, unbiased=True) + eps)  # std [N, 1]; 0 -> A = 0
+    if negative_weight != 1:
+        centred = torch.where(centred < 0, centred * negative_weight, centred)
     return centred.reshape(-1)  # [N*G]
 
 

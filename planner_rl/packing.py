@@ -34,10 +34,12 @@ class MicroBatch(NamedTuple):
     weight: float = 1.0
 
 
-def kept_advantages(scores: list[float], keep: list[int], group_size: int, scale: str) -> torch.Tensor:
+def kept_advantages(
+    scores: list[float], keep: list[int], group_size: int, scale: str, negative_weight: float = 1.0
+) -> torch.Tensor:
     """Group-relative advantages [len(keep) * G] of the kept groups' rows (scores: every group's, G adjacent)."""
     rewards = torch.tensor([scores[g * group_size + k] for g in keep for k in range(group_size)])  # [B]
-    return group_advantages(rewards, group_size, scale) if len(rewards) else rewards
+    return group_advantages(rewards, group_size, scale, negative_weight=negative_weight) if len(rewards) else rewards
 
 
 def group_micro_batches(

@@ -333,7 +333,7 @@ def single_turn_batch(draw: Draw, sampler: SingleTurnSampler, grpo: GRPOConfig, 
     """Advantages of a step's kept groups, and micro-batches of whole groups (each group's prompt runs through the
     model once, planner_rl/packing.py)."""
     g, keep, G = draw.groups, draw.keep, sampler.G
-    adv = kept_advantages(g.scores, keep, G, grpo.advantage_scale)  # [B] (B = kept groups * G)
+    adv = kept_advantages(g.scores, keep, G, grpo.advantage_scale, grpo.negative_weight)  # [B] (B = kept groups * G)
     prompts = [sampler.prompt(g.idx[k]) for k in keep]
     completions = [g.completions[k * G + j].token_ids for k in keep for j in range(G)]
     mbs = group_micro_batches(prompts, completions, adv, G, micro_batch_size)
@@ -349,7 +349,7 @@ def multi_turn_batch(episodes: Episodes, grpo: GRPOConfig, micro_batch_size: int
     G = grpo.group_size
     zero = zero_variance_groups(torch.tensor(episodes.scores), G)  # [N]
     keep = [g for g in range(len(zero)) if not (zero[g] and grpo.zero_variance == "drop")]
-    adv = kept_advantages(episodes.scores, keep, G, grpo.advantage_scale)  # [kept episodes]
+    adv = kept_advantages(episodes.scores, keep, G, grpo.advantage_scale, grpo.negative_weight)  # [kept episodes]
     rows = [g * G + k for g in keep for k in range(G)]
     turns = [(p, c.token_ids, float(a)) for r, a in zip(rows, adv, strict=True) for p, c in episodes.turns[r]]
     mbs = turn_micro_batches(turns, micro_batch_size)

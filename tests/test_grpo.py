@@ -60,6 +60,25 @@ def test_single_turn_advantage_formula(group_size):
     torch.testing.assert_close(a, torch.tensor([1.5, -0.5, -0.5, -0.5]))
 
 
+def test_negative_weight_scales_only_the_negative_advantages():
+    # 7 of 8 right (the text's example, G = 8, k = 7): A_right = sqrt(7 * 1 / 56) = 0.353553,
+    #   A_wrong = -sqrt(7 * 7 / 8) = -2.474874; weight 0.1 -> -0.247487, the right ones unchanged
+    rewards = torch.tensor([1.0] * 7 + [0.0])
+    a = group_advantages(rewards, 8, eps=0.0, negative_weight=0.1)
+    torch.testing.assert_close(a, torch.tensor([0.353553] * 7 + [-0.247487]), atol=2e-6, rtol=0)
+    # mean-only, [1, 0, 0, 1] -> +-0.5 -> [0.5, -0.25, -0.25, 0.5] at weight 0.5; weight 0: only the right ones
+    assert group_advantages(torch.tensor([1.0, 0, 0, 1]), 4, "none", negative_weight=0.5).tolist() == [
+        0.5, -0.25, -0.25, 0.5]  # fmt: skip
+    assert group_advantages(torch.tensor([1.0, 0, 0, 1]), 4, "none", negative_weight=0.0).tolist() == [
+        0.5, 0.0, 0.0, 0.5]  # fmt: skip
+    # weight 1 is the paper's advantage exactly; zero-variance groups stay 0
+    plain = torch.tensor([1.0, 0, 0, 1, 1, 1, 1, 1])
+    assert torch.equal(group_advantages(plain, 4, negative_weight=1.0), group_advantages(plain, 4))
+    assert group_advantages(plain, 4, negative_weight=0.3)[4:].tolist() == [0.0] * 4
+    with pytest.raises(ValueError, match=r"grpo\.negative_weight"):
+        group_advantages(plain, 4, negative_weight=1.5)
+
+
 def test_group_advantages_rejects_bad_shapes():
     with pytest.raises(ValueError, match="group_size"):
         group_advantages(torch.zeros(4), 1)
@@ -370,6 +389,9 @@ def test_grpo_loss_checks_inputs():
         ({"eps_high": -0.1}, "eps_high"),
         ({"beta": float("nan")}, "beta"),
         ({"beta": "0.1"}, "beta"),
+        ({"negative_weight": 1.5}, "negative_weight"),
+        ({"negative_weight": -0.1}, "negative_weight"),
+        ({"negative_weight": True}, "negative_weight"),
         ({"mu": 0}, "mu"),
         ({"mu": 1.5}, "mu"),
         ({"mu": True}, "mu"),

@@ -18,7 +18,7 @@ from planner_rl.prompts import PromptConfig
 from planner_rl.rewards import RewardConfig
 from planner_rl.rollout import Completion, Sampling
 from planner_rl.sampler import EpisodeSampler, Groups, SingleTurnSampler, draw_groups
-from planner_rl.train import on_schedule, sample_table
+from planner_rl.train import on_schedule, sample_table, single_turn_batch
 from planner_rl.update import Policy, balance_micro_batches, policy_update
 
 
@@ -120,6 +120,22 @@ def test_kept_advantages_are_the_kept_groups_own():
     assert adv.tolist() == [0.5, -0.5, -0.5, 0.5]  # each reward minus its group's mean 0.5
     torch.testing.assert_close(kept_advantages(scores, [0, 2], 2, "std"), group_advantages(adv + 0.5, 2, "std"))
     assert kept_advantages(scores, [], 2, "std").numel() == 0
+    assert kept_advantages(scores, [0, 2], 2, "none", negative_weight=0.25).tolist() == [0.5, -0.125, -0.125, 0.5]
+
+
+def test_the_step_batch_carries_the_configured_advantages():
+    class Sampler(ScriptedSampler):
+        def draw(self, position, count):
+            groups = super().draw(position, count)
+            return replace(groups, infos=[{"main": r, "valid": True, "well_formed": True} for r in groups.scores])
+
+        def prompt(self, i):
+            return [3, i]
+
+    sampler = Sampler([1.0, 0.0, 0.0, 1.0])  # two groups of 2, one right and one wrong answer each
+    grpo = GRPOConfig(prompts_per_step=2, group_size=2, advantage_scale="none", negative_weight=0.25)
+    batch = single_turn_batch(draw_groups(sampler, 0, grpo), sampler, grpo, micro_batch_size=4)
+    assert torch.cat([mb.advantages for mb in batch.micro_batches]).tolist() == [0.5, -0.125, -0.125, 0.5]
 
 
 def test_group_micro_batches_hold_whole_groups():

@@ -274,8 +274,8 @@ def test_smoke_run_of_the_main_job(tmp_path):
         ("grpo.mu=2", "grpo.beta=0.1", "grpo.kl_estimator=exact", "grpo.zero_variance=resample",
          "grpo.loss_agg=seq_mean_token_mean", "grpo.max_sft_p=0.5"),
         ("grpo.zero_variance=drop", "grpo.loss_agg=constant", "grpo.max_completion_tokens=16",
-         "grpo.advantage_scale=none", "reward=optimal_set", "grpo.states=policy", "prompt.move_contents=true",
-         "grpo.refresh_states_every=1", "grpo.layouts=failed"),
+         "grpo.advantage_scale=none", "grpo.negative_weight=0.5", "reward=optimal_set", "grpo.states=policy",
+         "prompt.move_contents=true", "grpo.refresh_states_every=1", "grpo.layouts=failed"),
         ("rollout.decoding=valid_actions", "eval.also_valid_actions=true", "sft.decoding=valid_actions"),
     ],
 )  # fmt: skip
