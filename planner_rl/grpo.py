@@ -18,12 +18,13 @@ Every way ours can differ from it, with its key in `GRPOLossConfig` (config grou
   the unbiased (n - 1) group std, as torch.std in DeepSeekMath's and TRL's GRPO code, so advantages match theirs;
   the population std would multiply every advantage by sqrt(G / (G - 1)), a constant for a fixed G.
 - Negative advantages (`grpo.negative_weight`, default 1.0, the paper's): every A < 0 is multiplied by this weight
-  in [0, 1] after scaling. At a prompt the policy nearly has (7 of 8 samples right), the one wrong sample gets
-  A = -2.47 and a full-size logit gradient (1 - its small probability), while each right one gets +0.35 times a
-  small one (1 - p_right): the step is ~10x the negative sample's, and what it moves spills over onto states
-  outside the batch. A weight < 1 shrinks that push and keeps the positive one; it is no longer the unbiased
-  policy gradient of the expected reward (the weighted advantages sum to > 0 within a group), and 0 reinforces
-  only the right samples (rejection-sampling fine-tuning on the prompts).
+  in [0, 1] after scaling. At a prompt the policy nearly has (7 of 8 samples right, p_right ~0.875), the one
+  wrong sample gets A = -2.47 times a full-size logit gradient (1 - its small probability), each right one +0.35
+  times a small one (1 - p_right ~0.125): the step is mostly the push on the wrong answer (~8x the right ones'
+  together), and what it moves spills over onto states outside the batch. A weight < 1 shrinks that push and
+  keeps the positive one; the weighted advantages then sum to > 0 within a group, so it is no longer the plain
+  policy gradient of the expected reward, and 0 reinforces only the right samples (rejection-sampling fine-tuning
+  on the prompts).
 - Clipping (`grpo.eps_low`, default 0.2; `grpo.eps_high`, default 0.2): the ratio is clipped to
   [1 - eps_low, 1 + eps_high]. Equal values are the paper's symmetric clip; eps_high > eps_low is DAPO's
   "clip-higher" (0.2 / 0.28 there), which lets unlikely good tokens gain more per update. No dual clip: for A < 0
