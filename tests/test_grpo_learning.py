@@ -23,6 +23,7 @@ import copy
 import functools
 import math
 from collections import Counter
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -324,14 +325,16 @@ def break_one_piece(mutant: str, monkeypatch, warm_model) -> None:
         raise ValueError(mutant)
 
 
-def grpo_learning_run(warm_start, mutant: str, monkeypatch, seed: int = 0) -> tuple[float, float, list[float]]:
+def grpo_learning_run(
+    warm_start, mutant: str, monkeypatch, seed: int = 0, grpo: GRPOConfig = LEARN_GRPO
+) -> tuple[float, float, list[float]]:
     """(mean sampled reward before, after, each step's training reward) of the GRPO loop's phases on the 8 prompts."""
     rows, tokenizer, weights = warm_start
     torch.manual_seed(seed)
     model, _ = load_model_and_tokenizer(TINY_64)
     model.load_state_dict(weights)
     break_one_piece(mutant, monkeypatch, copy.deepcopy(model).eval())
-    grpo, G = LEARN_GRPO, LEARN_GRPO.group_size
+    G = grpo.group_size
     backend = TorchTrainer(model, LEARN_TRAINER, total_steps=grpo.steps * grpo.mu)
     policy = Policy(backend, None, tokenizer.pad_token_id, TEMPERATURE)
     rollout = HFRollout(model, tokenizer, HFRolloutConfig(temperature=TEMPERATURE, max_new_tokens=16))
@@ -356,6 +359,15 @@ def test_grpo_takes_a_half_right_warm_start_to_090(warm_start, monkeypatch):
     print(f"GRPO learning: sampled reward {before:.3f} -> {after:.3f}; per step {[round(r, 2) for r in rewards]}")
     assert 0.25 <= before <= 0.6  # about half right to begin with
     assert after >= 0.9
+
+
+@pytest.mark.slow
+def test_grpo_with_a_smaller_push_on_wrong_samples_gets_there_too(warm_start, monkeypatch):
+    # grpo.negative_weight=0.1: the right samples' push is whole, so the reward still climbs
+    grpo = replace(LEARN_GRPO, negative_weight=0.1)
+    before, after, rewards = grpo_learning_run(warm_start, "none", monkeypatch, grpo=grpo)
+    print(f"GRPO learning, negative_weight 0.1: sampled reward {before:.3f} -> {after:.3f}")
+    assert 0.25 <= before <= 0.6 and after >= 0.9
 
 
 @pytest.mark.slow
