@@ -224,8 +224,7 @@ def group_advantages(
     centred = r - r.mean(dim=1, keepdim=True)  # [N, G]
     if scale == "std":
         centred = centred / (r.std(dim=1, keepdim=True, unbiased=True) + eps)  # std [N, 1]; 0 -> A = 0
-    if negative_weight != 1:
-        centred = torch.where(centred < 0, centred * negative_weight, centred)
+    centred = torch.where(centred < 0, centred * negative_weight, centred)  # weight 1: the same values exactly
     return centred.reshape(-1)  # [N*G]
 
 
