@@ -357,7 +357,9 @@ def test_multirun_of_two_tiny_jobs_records_a_failure_and_goes_on(tmp_path):
     assert "model.path=null" in text and "| final (after GRPO) | all |" in text
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in Path(CONF, "sweep").glob("*.yaml") if p.stem not in ("small_scale", "plain_grpo")))
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in Path(CONF, "sweep").glob("*.yaml") if p.stem not in ("small_scale", "plain_grpo"))
+)
 def test_sweep_files_compose_with_their_axes(name):
     import itertools
 
