@@ -215,9 +215,11 @@ def goal_text(world: World, cfg: PromptConfig = DEFAULT_PROMPT) -> str:
     """What follows `Goal:`: the task file's description (Robotouille's text), or with `prompt.goal=name` the task's
     name in words (`double_cheeseburger` -> `double cheeseburger`): the same fact in ~4 tokens instead of ~25 for a
     model that learns the task from its examples. Only a kitchen task has a name whose goal is the same on every
-    layout; another family's problems (PDDL) each state their own goal, so they need `full`."""
+    layout; another family's problems (PDDL) each state their own goal, so they need `full`, which with
+    `observation=compact` is the domain's compact goal where it has one (Blocksworld: its chains of blocks)."""
     if cfg.goal == "full":
-        return world.problem.goal_description
+        short = getattr(world, "compact_goal", None) if cfg.observation == "compact" else None
+        return short or world.problem.goal_description
     name = getattr(world.problem, "task", "")
     if not name:
         raise ValueError(

@@ -6,6 +6,11 @@ one starting a new tower with probability 1/2 (else going on top of the previous
 configuration's `on` facts (PlanBench's form: the table positions are free); draws whose goal is empty or already
 holds are redrawn. The problem is written as PDDL text and read by the same parser as any user-supplied file, with
 the shipped domain file (planner_rl/assets/pddl/blocksworld/domain.pddl).
+
+Its compact view (`prompt.observation=compact`) draws the towers, one line each, bottom block first (`b2, b4, b1`:
+b4 on b2, b1 on b4), ordered by their bottom block, then what the robot holds; the goal likewise as its chains of
+`on` facts (`Goal: b3, b2, b5; b1, b4`), whose bottom blocks may stand anywhere. The same state and goal as the full
+text in about a third of the tokens, with what is above what on one line.
 """
 
 from __future__ import annotations
@@ -21,6 +26,40 @@ DOMAIN_FILE = Path(str(resources.files("planner_rl") / "assets" / "pddl" / "bloc
 NAME = re.compile(r"blocks(\d+)")
 MIN_BLOCKS, MAX_BLOCKS = 2, 20
 LEVELS = tuple(range(3, 9))  # the shipped task set: blocks3 .. blocks8
+
+
+def _natural(name: str) -> tuple[str, int]:
+    m = re.fullmatch(r"(.*?)(\d*)", name)
+    return m.group(1), int(m.group(2) or 0)
+
+
+def _chains(on: dict[str, str], bottoms: list[str]) -> list[str]:
+    """Each bottom block followed by the blocks above it (`on`: block -> the block directly on top of it)."""
+    lines = []
+    for b in sorted(bottoms, key=_natural):
+        chain, seen = [b], {b}
+        while chain[-1] in on and on[chain[-1]] not in seen:
+            chain.append(on[chain[-1]])
+            seen.add(chain[-1])
+        lines.append(", ".join(chain))
+    return lines
+
+
+def compact_lines(facts: list[tuple[str, tuple[str, ...]]]) -> list[str]:
+    """The towers of a state's true facts, bottom first, then the robot's hand."""
+    above = {args[1]: args[0] for pred, args in facts if pred == "on"}
+    towers = _chains(above, [args[0] for pred, args in facts if pred == "ontable"])
+    held = [args[0] for pred, args in facts if pred == "holding"]
+    return [*towers, f"the robot is holding {held[0] if held else 'nothing'}"]
+
+
+def compact_goal(goal: list[tuple[str, tuple[str, ...]]]) -> str | None:
+    """The goal's `on` facts as chains, bottom first, `; ` between chains; None when it has any other fact."""
+    if not goal or any(pred != "on" for pred, _ in goal):
+        return None
+    above = {args[1]: args[0] for _, args in goal}
+    return "; ".join(_chains(above, [b for b in above if b not in above.values()]))
+
 
 # Worded with Robotouille's words (and close to PlanBench's), so the embedded tiny model's word-level vocabulary,
 # built from the cooking prompts, has one token per word: `put down`, `clear`, `hand` would be spelt letter by letter.
@@ -47,6 +86,8 @@ TEXTS = Texts(
         "Write the action exactly as it appears in the list of valid actions, e.g. `Unstack b1 from b2`."
     ),
     state_header="Blocks:",
+    compact=compact_lines,
+    compact_goal=compact_goal,
 )
 
 

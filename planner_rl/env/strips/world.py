@@ -8,12 +8,15 @@ deterministic (delete, then add), the goal is a conjunction of literals.
 
 Text: an action is shown as its `Texts.action` template for its schema (Blocksworld: `stack a on b`) or as PDDL
 (`(stack a b)`); the observation lists the true facts one per line, by predicate then arguments, in the same way;
-`Goal:` is the goal's facts. `domain_text` is the system prompt's description of the domain.
+`Goal:` is the goal's facts. `domain_text` is the system prompt's description of the domain. A domain's `Texts` may
+add a compact view (`prompt.observation=compact`): the true facts and the goal's in fewer lines (Blocksworld: one
+line per tower); without one the compact view is the full list.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from planner_rl.env.strips.task import StripsTask
@@ -29,12 +32,15 @@ GENERIC_DOMAIN_TEXT = (
 @dataclass(frozen=True)
 class Texts:
     """How a domain's facts and actions read: templates by predicate / schema name, `{0}` the first argument; a
-    name without a template reads as PDDL, `(on a b)`."""
+    name without a template reads as PDDL, `(on a b)`. `compact(facts)` and `compact_goal(goal facts)`, each given
+    a list of `(predicate, args)`, write the compact view's lines and goal (None: the full text)."""
 
     facts: dict[str, str] = field(default_factory=dict)
     actions: dict[str, str] = field(default_factory=dict)
     domain: str = GENERIC_DOMAIN_TEXT
     state_header: str = "Facts:"
+    compact: Callable[[list[tuple[str, tuple[str, ...]]]], list[str]] | None = None
+    compact_goal: Callable[[list[tuple[str, tuple[str, ...]]]], str | None] | None = None
 
     def fact(self, pred: str, args: tuple[str, ...]) -> str:
         t = self.facts.get(pred)
@@ -126,7 +132,17 @@ class StripsWorld:
         return "\n".join([self.texts.state_header, *(lines[b] for b in _bits(state.atoms))])
 
     def compact_observation(self, state: State) -> str:
-        return self.describe_state(state)
+        if self.texts.compact is None:
+            return self.describe_state(state)
+        return "\n".join([self.texts.state_header, *self.texts.compact(self.true_atoms(state))])
+
+    @functools.cached_property
+    def compact_goal(self) -> str:
+        """The goal in the compact view's words (`prompt.observation=compact`); the full text without one."""
+        short = None
+        if self.texts.compact_goal is not None and not self.task.goal_neg:
+            short = self.texts.compact_goal([self.task.facts[f] for f in self.task.goal])
+        return self.problem.goal_description if short is None else short
 
     def observation(self, state: State, valid: list[GroundAction] | None = None) -> str:
         valid = self.valid_actions(state) if valid is None else valid
