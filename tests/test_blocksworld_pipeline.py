@@ -34,6 +34,7 @@ def test_blocksworld_configs_compose():
     assert all(t.startswith("blocks") for t in cfg.env.tasks) and typed(cfg, "grpo").steps >= 1
     cfg = compose_cfg("train", ["+sweep=blocksworld_generalization"])
     assert list(cfg.eval.tasks) == ["blocks3", "blocks4", "blocks5", "blocks6"]
+    assert cfg.reward.name == "optimal_set" and cfg.prompt.observation == "compact"
     assert compose_cfg("train", ["env=blocksworld"]).env.tasks[-1] == "blocks8"
 
 
