@@ -20,6 +20,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from planner_rl.env.strips.task import natural_key
 from planner_rl.env.strips.world import Texts
 
 DOMAIN_FILE = Path(str(resources.files("planner_rl") / "assets" / "pddl" / "blocksworld" / "domain.pddl"))
@@ -28,19 +29,13 @@ MIN_BLOCKS, MAX_BLOCKS = 2, 20
 LEVELS = tuple(range(3, 9))  # the shipped task set: blocks3 .. blocks8
 
 
-def _natural(name: str) -> tuple[str, int]:
-    m = re.fullmatch(r"(.*?)(\d*)", name)
-    return m.group(1), int(m.group(2) or 0)
-
-
 def _chains(on: dict[str, str], bottoms: list[str]) -> list[str]:
     """Each bottom block followed by the blocks above it (`on`: block -> the block directly on top of it)."""
     lines = []
-    for b in sorted(bottoms, key=_natural):
-        chain, seen = [b], {b}
-        while chain[-1] in on and on[chain[-1]] not in seen:
+    for b in sorted(bottoms, key=natural_key):
+        chain = [b]
+        while chain[-1] in on:
             chain.append(on[chain[-1]])
-            seen.add(chain[-1])
         lines.append(", ".join(chain))
     return lines
 
