@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 pytest.importorskip("pddl")
 from planner_rl.config import register_configs
@@ -31,11 +32,27 @@ def compose_cfg(name: str, overrides: list[str]):
 
 def test_blocksworld_configs_compose():
     cfg = compose_cfg("train", ["+experiment=blocksworld"])
-    assert all(t.startswith("blocks") for t in cfg.env.tasks) and typed(cfg, "grpo").steps >= 1
+    assert list(cfg.env.tasks) == ["blocks4"] and typed(cfg, "grpo").steps >= 1
     cfg = compose_cfg("train", ["+sweep=blocksworld_generalization"])
     assert list(cfg.eval.tasks) == ["blocks3", "blocks4", "blocks5", "blocks6"]
     assert cfg.reward.name == "optimal_set" and cfg.prompt.observation == "compact"
     assert compose_cfg("train", ["env=blocksworld"]).env.tasks[-1] == "blocks8"
+
+
+def test_blocksworld_experiment_is_the_sweeps_blocks4_cell():
+    """The docs give +experiment=blocksworld's figures from the sweeps' blocks4 jobs: the configs must stay equal."""
+
+    def resolved(overrides):  # the paths' ${hydra:...} stay as written; the reward's weights are resolved
+        cfg = compose_cfg("train", overrides)
+        out = {k: v for k, v in OmegaConf.to_container(cfg).items() if k != "name"}
+        return out | {"reward": OmegaConf.to_container(cfg.reward, resolve=True)}
+
+    experiment = resolved(["+experiment=blocksworld", "seed=2"])
+    assert experiment == resolved(["+sweep=blocksworld_generalization", "env.tasks=[blocks4]", "seed=2"])
+    cell = ["+sweep=reward_ablation", "env.tasks=[blocks4]", "seed=2", "reward.format_weight=0.0"]
+    assert experiment == resolved([*cell, "reward=optimal_set"])
+    other = resolved([*cell, "reward=expert_match"])
+    assert other["reward"]["name"] == "expert_match" and other["sft"] == experiment["sft"]
 
 
 def test_blocksworld_dataset(tmp_path):
