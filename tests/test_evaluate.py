@@ -370,7 +370,11 @@ def test_path_probability_of_an_oracle_is_the_per_token_product(tiny_tokenizer):
     for temperature, t in ((1.0, 1.0), (0.5, 0.5), (0.0, 1.0)):  # greedy scores at temperature 1
         (p,) = expert_path_probabilities(FakeLM(V, "oracle", c), tiny_tokenizer, [traj], PROMPT, temperature)
         per_token = math.exp(c / t) / (math.exp(c / t) + V - 1)
-        assert p.greedy and p.p0 == pytest.approx(per_token**n, rel=1e-4)
+        # float32 log-softmax: each token's log-prob is x - logsumexp(x), ~c/t + log(V) - 1 in size, so it carries a
+        # few ULPs of that (~1e-6 at t = 0.5); n of them sum to ~1e-4, which a wrong token count or temperature
+        # (>= 0.06 a token) far exceeds. The tolerance: 8 ULPs a token.
+        tol = n * 8 * torch.finfo(torch.float32).eps * (c / t + math.log(V))
+        assert p.greedy and p.log_p0 == pytest.approx(n * math.log(per_token), abs=tol)
         assert math.prod(p.step_probs) == pytest.approx(p.p0, rel=1e-6)
 
 
